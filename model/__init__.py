@@ -1,0 +1,1 @@
+"""Keras 3 layers and models: behaviour encoder, pooling strategies, objectives."""
