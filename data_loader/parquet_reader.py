@@ -1,0 +1,155 @@
+"""Reads Parquet table shards into batches with pyarrow, one batch at a time.
+
+pyarrow decodes a record batch of nested lists into flat value buffers and
+offsets in C++; each batch is cut from those buffers with vectorised numpy and
+handed to TensorFlow as flat arrays plus row splits, so no Python runs per
+record. (tensorflow-io is not used: see README, "Stack".)
+
+Shuffling permutes rows inside a buffer of ``shuffle_buffer`` records (and the
+file order), the same guarantee as ``tf.data.Dataset.shuffle``.
+"""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import tensorflow as tf
+
+from data_dumper import schema
+from data_loader.batch_format import finish_batch
+from util.errors import UserInputError
+
+_READ_ROWS = 4096  # rows pyarrow decodes at a time; small enough to stay cache friendly
+
+
+def _row_splits(list_array):
+    """Offsets of a (possibly sliced) list array, rebased to start at 0: [n + 1] int64."""
+    lengths = pc.list_value_length(list_array).fill_null(0).to_numpy(zero_copy_only=False)
+    splits = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=splits[1:])
+    return splits
+
+
+def _flat_values(list_array, dtype=np.int32):
+    return pc.list_flatten(list_array).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def _string_parts(string_array):
+    """A string array as (all bytes as one scalar, [n + 1] int64 offsets), no per-row Python."""
+    string_array = pc.cast(string_array, pa.large_string())
+    offsets = np.frombuffer(string_array.buffers()[1], dtype=np.int64)
+    offsets = offsets[string_array.offset:string_array.offset + len(string_array) + 1]
+    data = string_array.buffers()[2]
+    blob = b"" if data is None else data.to_pybytes()[offsets[0]:offsets[-1]]
+    return np.asarray(blob, dtype=object), offsets - offsets[0]
+
+
+def _components(table, with_target):
+    """Flat numpy parts of a batch table: ids, nested splits, values."""
+    table = table.combine_chunks()
+    history = table.column(schema.HISTORY).chunk(0) if table.num_rows else pa.array(
+        [], type=pa.list_(pa.list_(pa.int32())))
+    behaviours = pc.list_flatten(history)
+    id_blob, id_offsets = _string_parts(table.column(schema.ID).chunk(0) if table.num_rows
+                                        else pa.array([], pa.string()))
+    parts = [
+        id_blob,
+        id_offsets,
+        _row_splits(history),
+        _row_splits(behaviours),
+        _flat_values(behaviours),
+    ]
+    if with_target:
+        targets = table.column(schema.TARGET_WORDS).chunk(0)
+        counts = table.column(schema.TARGET_COUNTS).chunk(0)
+        parts += [_row_splits(targets), _flat_values(targets), _flat_values(counts)]
+    return tuple(parts)
+
+
+def _columns(with_target):
+    columns = [schema.ID, schema.HISTORY]
+    if with_target:
+        columns += [schema.TARGET_WORDS, schema.TARGET_COUNTS]
+    return columns
+
+
+def _record_tables(files, columns, options, rng):
+    """Yields arrow tables of records, file by file, forever when repeating."""
+    while True:
+        order = rng.permutation(len(files)) if options.shuffle else range(len(files))
+        for index in order:
+            path = files[index]
+            try:
+                for record_batch in pq.ParquetFile(path).iter_batches(
+                        batch_size=_READ_ROWS, columns=columns):
+                    yield pa.Table.from_batches([record_batch])
+            except (OSError, pa.ArrowException) as error:
+                raise UserInputError(f"cannot read Parquet file {path}: {error}") from None
+        if not options.repeat:
+            return
+
+
+def _batch_tables(files, options, rng):
+    """Yields arrow tables of exactly ``batch_size`` rows (the last may be short)."""
+    columns = _columns(options.with_target)
+    buffer_rows = max(options.shuffle_buffer, options.batch_size) if options.shuffle else options.batch_size
+    pending = []
+    pending_rows = 0
+    for table in _record_tables(files, columns, options, rng):
+        pending.append(table)
+        pending_rows += table.num_rows
+        if pending_rows < buffer_rows:
+            continue
+        merged = pa.concat_tables(pending)
+        if options.shuffle:
+            merged = merged.take(pa.array(rng.permutation(merged.num_rows)))
+        usable = merged.num_rows - merged.num_rows % options.batch_size
+        for start in range(0, usable, options.batch_size):
+            yield merged.slice(start, options.batch_size)
+        rest = merged.slice(usable)
+        pending, pending_rows = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+    if pending_rows and not options.drop_remainder:
+        merged = pa.concat_tables(pending)
+        if options.shuffle:
+            merged = merged.take(pa.array(rng.permutation(merged.num_rows)))
+        yield merged
+
+
+def parquet_dataset(files, options):
+    """A ``tf.data.Dataset`` of batches (see data_loader.batch_format) from Parquet shards.
+
+    Args:
+        files: the shard paths this input pipeline reads.
+        options: a ``ReaderOptions``.
+    """
+    files = list(files)
+    with_target = options.with_target
+
+    def generate():
+        rng = np.random.default_rng(options.seed)
+        for table in _batch_tables(files, options, rng):
+            yield _components(table, with_target)
+
+    int64 = tf.TensorSpec([None], tf.int64)
+    int32 = tf.TensorSpec([None], tf.int32)
+    signature = (tf.TensorSpec([], tf.string), int64, int64, int64, int32)
+    if with_target:
+        signature += (int64, int32, int32)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+
+    def assemble(id_blob, id_offsets, outer_splits, inner_splits, words, *target_parts):
+        ids = tf.strings.substr(id_blob, id_offsets[:-1], id_offsets[1:] - id_offsets[:-1])
+        history = tf.RaggedTensor.from_nested_row_splits(
+            words, [outer_splits, inner_splits], validate=False)
+        target_words = target_counts = None
+        if with_target:
+            target_splits, target_values, count_values = target_parts
+            target_words = tf.RaggedTensor.from_row_splits(target_values, target_splits, validate=False)
+            target_counts = tf.RaggedTensor.from_row_splits(count_values, target_splits, validate=False)
+        return finish_batch(
+            ids, history, target_words, target_counts,
+            max_behaviours=options.max_behaviours, max_words=options.max_words,
+            max_targets=options.max_targets,
+            weighted_target=options.weighted_target)
+
+    return dataset.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -1,0 +1,37 @@
+"""How a table is read: batching, shuffling, repetition and truncation."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderOptions:
+    """Options shared by the Parquet and TFRecord readers.
+
+    Attributes:
+        batch_size: examples per batch for ONE input pipeline (under
+            ``tf.distribute`` pass the per-replica size; ``make_dataset`` does).
+        with_target: read ``target_words``/``target_counts`` (training tables).
+        shuffle: shuffle file order and records (within ``shuffle_buffer``).
+        shuffle_buffer: records held for shuffling.
+        repeat: loop over the data forever (training).
+        drop_remainder: drop a short final batch (only matters without repeat).
+        seed: makes shuffling deterministic; None draws a fresh order.
+        weighted_target: log(1 + count) target weights instead of uniform.
+        max_behaviours: keep the most recent behaviours of each history.
+        max_words: keep the first words of each behaviour.
+        max_targets: keep the most frequent target words.
+        prefetch: batches prepared ahead (tf.data.AUTOTUNE by default).
+    """
+
+    batch_size: int
+    with_target: bool = True
+    shuffle: bool = False
+    shuffle_buffer: int = 10_000
+    repeat: bool = False
+    drop_remainder: bool = False
+    seed: int | None = None
+    weighted_target: bool = False
+    max_behaviours: int | None = None
+    max_words: int | None = None
+    max_targets: int | None = None
+    prefetch: int = -1  # tf.data.AUTOTUNE

@@ -1,0 +1,78 @@
+"""Reads TFRecord table shards with TensorFlow's own ``TFRecordDataset``.
+
+Records are shuffled and batched as serialized strings, and a whole batch is
+parsed by one ``tf.io.parse_example`` call (C++), so no Python runs per
+record. The flattened Example layout is documented in data_dumper/schema.py.
+"""
+
+import tensorflow as tf
+
+from data_dumper import schema
+from data_loader.batch_format import finish_batch
+
+_READ_BUFFER_BYTES = 8 << 20
+
+
+def _ragged_int64():
+    # int64 row splits everywhere, as the Parquet reader produces.
+    return tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64)
+
+
+def feature_spec(with_target):
+    """``tf.io.parse_example`` features of a table's Example records."""
+    spec = {
+        schema.ID: tf.io.FixedLenFeature([], tf.string),
+        schema.HISTORY_WORDS: _ragged_int64(),
+        schema.HISTORY_WORD_COUNTS: _ragged_int64(),
+    }
+    if with_target:
+        spec[schema.TARGET_WORDS] = _ragged_int64()
+        spec[schema.TARGET_COUNTS] = _ragged_int64()
+    return spec
+
+
+def parse_batch(serialized, with_target):
+    """Parses [B] serialized Examples into ragged parts (history, targets, counts)."""
+    parsed = tf.io.parse_example(serialized, feature_spec(with_target))
+    words = parsed[schema.HISTORY_WORDS]
+    word_counts = parsed[schema.HISTORY_WORD_COUNTS]
+    history = tf.RaggedTensor.from_nested_row_lengths(
+        words.flat_values,
+        [tf.cast(word_counts.row_lengths(), tf.int64), word_counts.flat_values],
+        validate=False)
+    if not with_target:
+        return parsed[schema.ID], history, None, None
+    return parsed[schema.ID], history, parsed[schema.TARGET_WORDS], parsed[schema.TARGET_COUNTS]
+
+
+def tfrecord_dataset(files, options):
+    """A ``tf.data.Dataset`` of batches (see data_loader.batch_format) from TFRecord shards.
+
+    Args:
+        files: the shard paths this input pipeline reads.
+        options: a ``ReaderOptions``.
+    """
+    files = list(files)
+    file_names = tf.data.Dataset.from_tensor_slices(files)
+    if options.shuffle:
+        file_names = file_names.shuffle(len(files), seed=options.seed, reshuffle_each_iteration=True)
+    # Files are read one after another so an unshuffled read has the same
+    # order as the Parquet reader; parsing, not reading, is the cost here.
+    records = file_names.flat_map(
+        lambda name: tf.data.TFRecordDataset(name, buffer_size=_READ_BUFFER_BYTES))
+    if options.shuffle:
+        records = records.shuffle(options.shuffle_buffer, seed=options.seed,
+                                  reshuffle_each_iteration=True)
+    if options.repeat:
+        records = records.repeat()
+    batches = records.batch(options.batch_size, drop_remainder=options.drop_remainder)
+
+    def parse(serialized):
+        ids, history, target_words, target_counts = parse_batch(serialized, options.with_target)
+        return finish_batch(
+            ids, history, target_words, target_counts,
+            max_behaviours=options.max_behaviours, max_words=options.max_words,
+            max_targets=options.max_targets,
+            weighted_target=options.weighted_target)
+
+    return batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -1,0 +1,202 @@
+"""Checks a table before a long job reads it, so bad data fails in seconds, clearly.
+
+Every problem is a ``UserInputError`` naming the file and the column (and the
+row where it is known): an empty or truncated file, a missing column, a wrong
+type, a negative word id, a word id outside the vocabulary, an inconsistent
+``history_length``, an empty table. Checks are vectorised (pyarrow compute,
+or one batched ``tf.io.parse_example`` pass for TFRecord).
+"""
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from data_dumper import schema
+from util.errors import UserInputError
+
+_TFRECORD_CHECK_BATCH = 1024
+
+
+def _check_not_empty_file(path):
+    if os.path.getsize(path) == 0:
+        raise UserInputError(f"file {path} is empty (0 bytes)")
+
+
+def _check_ids(path, column, values, row_of_value, vocabulary_size):
+    """Raises for the first negative or out-of-vocabulary id in ``values``."""
+    if values.size == 0:
+        return
+    bad = np.flatnonzero(values < 0)
+    if bad.size:
+        row = int(row_of_value[bad[0]])
+        raise UserInputError(
+            f"file {path}, column {column}, row {row}: negative word id {int(values[bad[0]])}")
+    if vocabulary_size is not None:
+        bad = np.flatnonzero(values >= vocabulary_size)
+        if bad.size:
+            row = int(row_of_value[bad[0]])
+            raise UserInputError(
+                f"file {path}, column {column}, row {row}: word id {int(values[bad[0]])} is "
+                f"outside the vocabulary of {vocabulary_size} words (ids 0..{vocabulary_size - 1}); "
+                f"was the table built with another vocabulary, or is --num_vocabulary too small?")
+
+
+def _parquet_rows(path, expected):
+    _check_not_empty_file(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as error:
+        raise UserInputError(f"file {path} is not a readable Parquet file: {error}") from None
+    actual = parquet.schema_arrow
+    for field in expected:
+        if field.name not in actual.names:
+            raise UserInputError(
+                f"file {path} has no column {field.name} (it has: {', '.join(actual.names)})")
+        found = actual.field(field.name).type
+        compatible = found == field.type or (
+            pa.types.is_integer(found) and pa.types.is_integer(field.type)) or (
+            _list_depth(found) == _list_depth(field.type) and _list_depth(found) > 0
+            and pa.types.is_integer(_leaf_type(found)))
+        if not compatible:
+            raise UserInputError(
+                f"file {path}, column {field.name}: expected type {field.type}, found {found}")
+    try:
+        return parquet.read(columns=expected.names)
+    except (OSError, pa.ArrowException) as error:
+        raise UserInputError(f"file {path} is truncated or corrupt: {error}") from None
+
+
+def _list_depth(arrow_type):
+    depth = 0
+    while pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        arrow_type = arrow_type.value_type
+        depth += 1
+    return depth
+
+
+def _leaf_type(arrow_type):
+    while pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        arrow_type = arrow_type.value_type
+    return arrow_type
+
+
+def _row_of_each_value(list_array):
+    lengths = pc.list_value_length(list_array).fill_null(0).to_numpy(zero_copy_only=False)
+    return np.repeat(np.arange(len(lengths)), lengths)
+
+
+def _validate_parquet_file(path, with_target, vocabulary_size):
+    expected = schema.TRAINING_SCHEMA if with_target else schema.INFERENCE_SCHEMA
+    table = _parquet_rows(path, expected).combine_chunks()
+    for field in expected:
+        if table.column(field.name).null_count:
+            row = int(np.flatnonzero(
+                table.column(field.name).is_null().to_numpy(zero_copy_only=False))[0])
+            raise UserInputError(f"file {path}, column {field.name}, row {row}: value is missing (null)")
+    history = table.column(schema.HISTORY).chunk(0) if table.num_rows else None
+    if history is None:
+        return 0
+    behaviours = pc.list_flatten(history)
+    words = pc.list_flatten(behaviours).to_numpy(zero_copy_only=False)
+    row_of_behaviour = _row_of_each_value(history)
+    row_of_word = row_of_behaviour[_row_of_each_value(behaviours)]
+    _check_ids(path, schema.HISTORY, words, row_of_word, vocabulary_size)
+    lengths = pc.list_value_length(history).to_numpy(zero_copy_only=False)
+    stated = table.column(schema.HISTORY_LENGTH).to_numpy()
+    mismatch = np.flatnonzero(lengths != stated)
+    if mismatch.size:
+        row = int(mismatch[0])
+        raise UserInputError(
+            f"file {path}, column {schema.HISTORY_LENGTH}, row {row}: says {int(stated[row])} "
+            f"behaviours but {schema.HISTORY} holds {int(lengths[row])}")
+    if with_target:
+        targets = table.column(schema.TARGET_WORDS).chunk(0)
+        counts = table.column(schema.TARGET_COUNTS).chunk(0)
+        target_values = pc.list_flatten(targets).to_numpy(zero_copy_only=False)
+        _check_ids(path, schema.TARGET_WORDS, target_values, _row_of_each_value(targets),
+                   vocabulary_size)
+        target_lengths = pc.list_value_length(targets).to_numpy(zero_copy_only=False)
+        count_lengths = pc.list_value_length(counts).to_numpy(zero_copy_only=False)
+        mismatch = np.flatnonzero(target_lengths != count_lengths)
+        if mismatch.size:
+            raise UserInputError(
+                f"file {path}, column {schema.TARGET_COUNTS}, row {int(mismatch[0])}: has "
+                f"{int(count_lengths[mismatch[0]])} counts for "
+                f"{int(target_lengths[mismatch[0]])} target words")
+        count_values = pc.list_flatten(counts).to_numpy(zero_copy_only=False)
+        bad = np.flatnonzero(count_values < 1)
+        if bad.size:
+            row = int(_row_of_each_value(counts)[bad[0]])
+            raise UserInputError(
+                f"file {path}, column {schema.TARGET_COUNTS}, row {row}: count "
+                f"{int(count_values[bad[0]])} is below 1")
+    return table.num_rows
+
+
+def _tfrecord_error_column(message, with_target):
+    from data_loader.tfrecord_reader import feature_spec
+    for name in feature_spec(with_target):
+        if f"Key: {name}" in message or f"Feature: {name}" in message or f"'{name}'" in message:
+            return name
+    return None
+
+
+def _validate_tfrecord_file(path, with_target, vocabulary_size):
+    import tensorflow as tf
+
+    from data_loader.tfrecord_reader import parse_batch
+
+    _check_not_empty_file(path)
+    rows = 0
+    records = tf.data.TFRecordDataset(path).batch(_TFRECORD_CHECK_BATCH)
+    records = records.map(lambda serialized: parse_batch(serialized, with_target))
+    try:
+        for _, history, target_words, _ in records:
+            words = history.flat_values.numpy()
+            row_of_word = np.repeat(
+                np.arange(history.nrows()), history.row_lengths(axis=1).numpy())
+            row_of_word = np.repeat(row_of_word, history.values.row_lengths().numpy())
+            _check_ids(path, schema.HISTORY, words, rows + row_of_word, vocabulary_size)
+            if with_target:
+                row_of_target = np.repeat(np.arange(target_words.nrows()),
+                                          target_words.row_lengths().numpy())
+                _check_ids(path, schema.TARGET_WORDS, target_words.flat_values.numpy(),
+                           rows + row_of_target, vocabulary_size)
+            rows += int(history.nrows())
+    except tf.errors.DataLossError:
+        raise UserInputError(
+            f"file {path} is truncated or corrupt (not a complete TFRecord file); "
+            f"{rows} rows were readable before the damage") from None
+    except tf.errors.InvalidArgumentError as error:
+        column = _tfrecord_error_column(error.message, with_target)
+        where = f", column {column}" if column else ""
+        first_line = error.message.strip().splitlines()[0]
+        raise UserInputError(
+            f"file {path}{where}: records after row {rows} do not match the table "
+            f"schema ({first_line})") from None
+    return rows
+
+
+def validate_table(table_files, with_target, vocabulary_size=None):
+    """Checks every shard of a table; returns the number of rows.
+
+    Args:
+        table_files: a ``TableFiles``.
+        with_target: whether target columns are required (training tables).
+        vocabulary_size: word ids must be below it; None skips that check.
+
+    Raises:
+        UserInputError: naming the file, column and row of the first problem.
+    """
+    validate_file = (_validate_parquet_file if table_files.file_format == schema.PARQUET
+                     else _validate_tfrecord_file)
+    total = 0
+    for path in table_files.files:
+        total += validate_file(path, with_target, vocabulary_size)
+    if total == 0:
+        names = ", ".join(table_files.files[:3]) + ("..." if len(table_files.files) > 3 else "")
+        raise UserInputError(f"the table is empty: no rows in {names}")
+    return total
