@@ -1,0 +1,89 @@
+"""SUMN's behavioural-consistency decoder: an MLP from user vectors to vocabulary logits."""
+
+import keras
+
+from model.input_checks import check_rank
+
+
+@keras.saving.register_keras_serializable(package="uur")
+class BehaviouralConsistencyDecoder(keras.layers.Layer):
+    """Maps each hop's user vector to logits over the vocabulary.
+
+    As in SUMN: for each hidden width, Dropout then Dense(width, relu); then a
+    linear Dense to ``vocabulary_size`` logits (no dropout right before it).
+    The same weights decode every hop. The output layer runs in float32
+    (``dtype="float32"``), so under a mixed-precision policy the logits and
+    the softmax cross-entropy that reads them are float32.
+
+    Example:
+
+    ```python
+    decoder = BehaviouralConsistencyDecoder(vocabulary_size=100, mlp_layers=(16,))
+    logits = decoder(user_vectors)  # [batch_size, num_hops, 100], float32
+    ```
+
+    Args:
+        vocabulary_size: number of word ids, i.e. logits per hop.
+        mlp_layers: widths of the hidden ReLU layers (SUMN: ``(512,)``); may be empty.
+        dropout_rate: dropout before each hidden layer, in [0, 1).
+    """
+
+    def __init__(self, vocabulary_size, mlp_layers=(512,), dropout_rate=0.1, **kwargs):
+        super().__init__(**kwargs)
+        if int(vocabulary_size) < 2:
+            raise ValueError(f"`vocabulary_size` should be at least 2. Received: vocabulary_size={vocabulary_size}.")
+        mlp_layers = tuple(int(width) for width in mlp_layers)
+        if any(width < 1 for width in mlp_layers):
+            raise ValueError(f"`mlp_layers` should hold positive widths. Received: mlp_layers={mlp_layers}.")
+        if not 0.0 <= float(dropout_rate) < 1.0:
+            raise ValueError(f"`dropout_rate` should be in [0, 1). Received: dropout_rate={dropout_rate}.")
+        self.vocabulary_size = int(vocabulary_size)
+        self.mlp_layers = mlp_layers
+        self.dropout_rate = float(dropout_rate)
+        policy = self.dtype_policy
+        self.hidden_dropouts = [
+            keras.layers.Dropout(self.dropout_rate, dtype=policy, name=f"hidden_dropout_{index}")
+            for index in range(len(mlp_layers))
+        ]
+        self.hidden_layers = [
+            keras.layers.Dense(width, activation="relu", dtype=policy, name=f"hidden_{index}")
+            for index, width in enumerate(mlp_layers)
+        ]
+        self.output_projection = keras.layers.Dense(self.vocabulary_size, dtype="float32", name="output_projection")
+
+    def build(self, input_shape):
+        width = input_shape[-1]
+        for layer, next_width in zip(self.hidden_layers, self.mlp_layers):
+            layer.build((None, None, width))
+            width = next_width
+        self.output_projection.build((None, None, width))
+
+    def call(self, user_vectors, training=False):
+        """Decodes every hop's user vector.
+
+        Args:
+            user_vectors: [batch_size, num_hops, model_dim] user vectors.
+            training: whether dropout is active.
+
+        Returns:
+            [batch_size, num_hops, vocabulary_size] float32 logits.
+        """
+        check_rank(user_vectors, 3, "user_vectors", "[batch_size, num_hops, model_dim]")
+        hidden = user_vectors
+        for dropout, layer in zip(self.hidden_dropouts, self.hidden_layers):
+            hidden = layer(dropout(hidden, training=training))
+        return self.output_projection(hidden)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.vocabulary_size)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "mlp_layers": list(self.mlp_layers),
+                "dropout_rate": self.dropout_rate,
+            }
+        )
+        return config

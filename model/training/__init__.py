@@ -1,0 +1,6 @@
+"""Training under ``tf.distribute``: flags, the custom loop, checkpoints and logs.
+
+The loop is ours rather than ``Model.fit`` (see DESIGN.md: ``Model.fit`` under
+MultiWorkerMirroredStrategy fails on TF 2.21 + Keras 3); one loop serves the
+default strategy, MirroredStrategy and MultiWorkerMirroredStrategy.
+"""
