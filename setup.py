@@ -15,6 +15,8 @@ setup(
     packages=find_packages(include=["data_dumper*", "data_loader*", "model*", "util*"]),
     install_requires=[
         "tensorflow>=2.21,<2.22",
+        # TF 2.21 no longer installs TensorBoard, which tf.summary and users need.
+        "tensorboard>=2.20",
         "keras>=3.10,<4",
         "keras-rs>=0.4",
         "pyarrow>=17",

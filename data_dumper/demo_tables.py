@@ -1,0 +1,25 @@
+"""The demo tables that ``main/train.py`` uses when no ``--tables`` is given.
+
+Built once from the deterministic demo generator into a cache folder and
+reused afterwards; the build is atomic, so an interrupted first run leaves no
+half-built cache behind.
+"""
+
+import os
+
+from data_dumper import schema
+from data_dumper.build_config import BuildConfig
+from data_dumper.build_tables import build_tables
+
+
+def ensure_demo_tables(output_dir, log=print):
+    """Builds the demo tables into ``output_dir`` unless a complete build is there.
+
+    Returns:
+        ``output_dir``.
+    """
+    if os.path.exists(os.path.join(output_dir, schema.MANIFEST_FILE)):
+        return output_dir
+    log(f"no --tables given: building the demo tables into {output_dir}")
+    build_tables(BuildConfig(output_dir=output_dir, demo=True, overwrite=True), log=log)
+    return output_dir

@@ -1,0 +1,98 @@
+"""Pretrains SUMN user representations.
+
+    python main/train.py --pooling=mhop                 # demo data, runs/sumn
+    python main/train.py --tables=runs/ml1m/tables --checkpoint_dir=runs/ml1m_mhop
+    tensorboard --logdir runs/sumn
+
+Re-running resumes from the latest ``ckpt-<step>`` in ``--checkpoint_dir``.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import tensorflow as tf
+
+from data_dumper.demo_tables import ensure_demo_tables
+from data_loader.dataset import make_dataset
+from data_loader.reader_options import ReaderOptions
+from data_loader.validation import validate_table
+from model.training import run_setup
+from model.training.checkpoints import RunCheckpoints, prepare_checkpoint_dir, warm_start
+from model.training.flags import DEFAULT_DEMO_TABLES_DIR, parse_training_flags
+from model.training.loop import train_until
+from model.training.sumn_trainer import SumnTrainer
+from model.training.training_log import TrainingLog
+from util.cli import run_cli
+from util.distribution import is_chief, make_strategy, split_cpu
+from util.run_config import write_run_config
+
+
+def main(argv=None):
+    flags = parse_training_flags(argv)
+    split_cpu(flags.cpu_replicas)
+
+    tables = run_setup.resolve_training_tables(flags.tables, ensure_demo_tables,
+                                               DEFAULT_DEMO_TABLES_DIR)
+    vocabulary_size = run_setup.resolve_vocabulary_size(flags.num_vocabulary, tables)
+    rows = validate_table(tables, with_target=True, vocabulary_size=vocabulary_size)
+    print(f"training table: {rows:,} users in {len(tables.files)} {tables.file_format} "
+          f"shards; vocabulary {vocabulary_size:,} words", flush=True)
+
+    run_config = run_setup.training_run_config(
+        flags, tables, vocabulary_size, run_setup.default_inference_tables(tables))
+    prepare_checkpoint_dir(flags.checkpoint_dir, run_config, flags.overwrite)
+    if is_chief():
+        write_run_config(flags.checkpoint_dir, run_config)
+
+    keras.utils.set_random_seed(flags.seed)
+    if flags.mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(flags.mixed_precision)
+    strategy = make_strategy(flags.strategy, flags.cpu_replicas)
+    print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
+          f"replica(s)", flush=True)
+
+    with strategy.scope():
+        model = run_setup.build_model(run_config)
+        optimizer = run_setup.build_optimizer(
+            flags.learning_rate, flags.mixed_precision, model.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        checkpoints = RunCheckpoints(flags.checkpoint_dir, model, optimizer, step,
+                                     flags.keep_checkpoints)
+
+    restored = checkpoints.restore_latest()
+    if restored:
+        print(f"resuming from {restored} (step {int(step.numpy())})", flush=True)
+    elif flags.init_checkpoint:
+        loaded, skipped = warm_start(model.encoder_layers, flags.init_checkpoint)
+        print(f"warm start from {flags.init_checkpoint}: restored {len(loaded)} encoder "
+              f"variables, skipped {len(skipped)}", flush=True)
+        for name in skipped:
+            print(f"  skipped {name}", flush=True)
+    if int(step.numpy()) >= flags.max_steps:
+        print(f"nothing to do: step {int(step.numpy())} has reached --max_steps={flags.max_steps}")
+        return 0
+
+    reader_options = ReaderOptions(
+        batch_size=flags.batch_size, with_target=True, shuffle=flags.shuffle_buffer > 0,
+        shuffle_buffer=max(flags.shuffle_buffer, 1), repeat=True, drop_remainder=True,
+        # A resumed run continues with fresh shuffles rather than replaying its first batches.
+        seed=flags.seed + int(step.numpy()), weighted_target=flags.weighted_target,
+        max_behaviours=flags.max_query_per_week, max_words=flags.max_words_per_query,
+        max_targets=flags.target_length)
+    dataset = strategy.distribute_datasets_from_function(
+        lambda context: make_dataset(tables, reader_options, context))
+
+    trainer = SumnTrainer(model, optimizer, strategy, flags.max_grad_norm)
+    log = TrainingLog(flags.checkpoint_dir, flags.batch_size, flags.log_every, int(step.numpy()))
+    result = train_until(trainer, dataset, checkpoints, log, step, flags.max_steps,
+                         flags.snapshot, flags.learning_rate)
+    log.close()
+    print(f"done: {result['steps']} steps in {result['seconds']:.1f} s; checkpoints in "
+          f"{flags.checkpoint_dir}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
