@@ -25,7 +25,7 @@ from model.training.loop import train_until
 from model.training.sumn_trainer import SumnTrainer
 from model.training.training_log import TrainingLog
 from util.cli import run_cli
-from util.distribution import is_chief, make_strategy, split_cpu
+from util.distribution import describe_strategy, is_chief, make_strategy, split_cpu
 from util.run_config import write_run_config
 
 
@@ -50,8 +50,7 @@ def main(argv=None):
     if flags.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(flags.mixed_precision)
     strategy = make_strategy(flags.strategy, flags.cpu_replicas)
-    print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
-          f"replica(s)", flush=True)
+    print(f"strategy: {describe_strategy(strategy)}", flush=True)
 
     with strategy.scope():
         model = run_setup.build_model(run_config)

@@ -88,3 +88,14 @@ def make_strategy(name="auto", cpu_replicas=0):
         devices = [device.name for device in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
     return tf.distribute.get_strategy()
+
+
+def describe_strategy(strategy):
+    """A user-facing name: the ``--strategy`` value, not TF's internal class name."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        name = "multi_worker"
+    elif isinstance(strategy, tf.distribute.MirroredStrategy):
+        name = "mirrored"
+    else:
+        name = "default"
+    return f"{name} with {strategy.num_replicas_in_sync} replica(s)"

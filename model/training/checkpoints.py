@@ -12,12 +12,15 @@ import shutil
 import tempfile
 
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from util.distribution import is_chief, worker_role
 from util.errors import UserInputError
 from util.run_config import RUN_CONFIG_FILE, architecture_changes, read_run_config
 
 CHECKPOINT_NAME = "ckpt"
+# Layer object graphs are shallow; the bound keeps shared objects from being walked forever.
+_MAX_OBJECT_DEPTH = 12
 _STEP_PATTERN = re.compile(rf"{CHECKPOINT_NAME}-(\d+)\.index$")
 
 
@@ -128,16 +131,17 @@ def warm_start(model_parts, init_checkpoint):
     """
     prefix = resolve_checkpoint(init_checkpoint, "--init_checkpoint")
     reader = tf.train.load_checkpoint(prefix)
-    available = reader.get_variable_to_shape_map()
+    shapes = reader.get_variable_to_shape_map()
+    keys = _checkpoint_keys_by_object_path(reader)
     restored, skipped = [], []
     for part_name, layer in model_parts.items():
         for variable in layer.weights:
-            key = _checkpoint_key(part_name, layer, variable, available)
+            key = _checkpoint_key(part_name, layer, variable, keys)
             if key is None:
                 skipped.append(f"{variable.path} (absent)")
                 continue
-            if tuple(available[key]) != tuple(variable.shape):
-                skipped.append(f"{variable.path} (shape {tuple(available[key])} "
+            if tuple(shapes[key]) != tuple(variable.shape):
+                skipped.append(f"{variable.path} (shape {tuple(shapes[key])} "
                                f"!= {tuple(variable.shape)})")
                 continue
             variable.assign(reader.get_tensor(key))
@@ -145,18 +149,46 @@ def warm_start(model_parts, init_checkpoint):
     return restored, skipped
 
 
-def _checkpoint_key(part_name, layer, variable, available):
-    """The key of ``model.<part_name>``'s ``variable`` in an object-based checkpoint, or None.
+def _checkpoint_keys_by_object_path(reader):
+    """Maps every object path in a checkpoint ("model/pooling/key_norm/gamma") to its value key.
+
+    An object-based checkpoint stores each variable once, under whichever path
+    reached it first (often through the optimizer's variable list), so the
+    value key cannot be derived from the model path; the saved object graph
+    links every path to it.
+    """
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    value_keys = {}
+    for node_id, node in enumerate(graph.nodes):
+        for attribute in node.attributes:
+            if attribute.name == "VARIABLE_VALUE":
+                value_keys[node_id] = attribute.checkpoint_key
+    paths = {}
+    pending = [(0, "", 0)]
+    while pending:
+        node_id, path, depth = pending.pop()
+        if node_id in value_keys:
+            paths[path] = value_keys[node_id]
+        if depth >= _MAX_OBJECT_DEPTH:
+            continue
+        for child in graph.nodes[node_id].children:
+            child_path = f"{path}/{child.local_name}" if path else child.local_name
+            pending.append((child.node_id, child_path, depth + 1))
+    return paths
+
+
+def _checkpoint_key(part_name, layer, variable, keys):
+    """The value key of ``model.<part_name>``'s ``variable`` in a checkpoint, or None.
 
     Keras 3 layers are tracked by attribute name, so a variable's path below
-    its part ("key_projection/kernel") names its checkpoint entry, except that
+    its part ("key_projection/kernel") names its object path, except that
     some Keras layers keep a weight under a private attribute ("_kernel").
     """
     relative = variable.path.split(layer.name + "/", 1)[-1]
     folder, _, name = relative.rpartition("/")
     prefix = f"model/{part_name}/" + (folder + "/" if folder else "")
     for candidate in (name, "_" + name):
-        key = f"{prefix}{candidate}/.ATTRIBUTES/VARIABLE_VALUE"
-        if key in available:
-            return key
+        if prefix + candidate in keys:
+            return keys[prefix + candidate]
     return None
