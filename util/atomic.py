@@ -10,6 +10,18 @@ import shutil
 import tempfile
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _make_shareable(path, directory=False):
+    # mkstemp/mkdtemp create private (0600/0700) entries; the final output
+    # should carry the permissions any normally created file would.
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def temporary_path_for(path):
     """A fresh hidden sibling name for ``path`` (same folder, so rename is atomic)."""
     folder, name = os.path.split(os.path.abspath(path))
@@ -30,6 +42,7 @@ def atomic_path(path):
     temporary = temporary_path_for(path)
     try:
         yield temporary
+        _make_shareable(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -48,6 +61,7 @@ def atomic_directory(path):
     temporary = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
     try:
         yield temporary
+        _make_shareable(temporary, directory=True)
         if os.path.exists(path):
             old = tempfile.mkdtemp(prefix=f".{name}.", suffix=".old", dir=parent)
             os.rmdir(old)
