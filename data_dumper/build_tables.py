@@ -1,0 +1,210 @@
+"""Builds a SUMN table folder from a behaviour log: the orchestration of one build.
+
+``build_tables(config)`` runs the stages in order: read the behaviours (demo,
+MovieLens or a generic log) into DuckDB, give items their words, build the
+vocabulary, cut each user's windows, then write vocabulary, shards, labels and
+manifest into a temporary folder that replaces ``--output_dir`` only when all is
+written (``util.atomic.atomic_directory``). Inputs are read and checked before
+anything is written, so a bad input leaves ``--output_dir`` untouched.
+"""
+
+import json
+import os
+import time
+
+import duckdb
+
+from data_dumper import (
+    behaviour_log,
+    build_config,
+    demo_data,
+    duckdb_session,
+    movielens,
+    schema,
+    table_writer,
+    vocabulary,
+    windows,
+)
+from util.atomic import atomic_directory, write_text_atomically
+from util.errors import UserInputError
+
+
+def check_output_dir(output_dir, overwrite):
+    """Raises unless ``output_dir`` may be (re)written.
+
+    A missing or empty folder is fine. An existing table folder (one holding a
+    manifest) is replaced only with ``--overwrite``; any other non-empty folder is
+    never replaced, so a typo cannot wipe unrelated files.
+    """
+    if not os.path.exists(output_dir):
+        return
+    if not os.path.isdir(output_dir):
+        raise UserInputError(f"--output_dir={output_dir} is a file, not a folder.")
+    if not os.listdir(output_dir):
+        return
+    if not overwrite:
+        raise UserInputError(
+            f"--output_dir={output_dir} is not empty; pass --overwrite to replace its tables."
+        )
+    if not os.path.exists(os.path.join(output_dir, schema.MANIFEST_FILE)):
+        raise UserInputError(
+            f"--output_dir={output_dir} is not empty and holds no {schema.MANIFEST_FILE}, so it is "
+            f"not a table folder; --overwrite only replaces table folders."
+        )
+
+
+def _load_source(con, config):
+    if config.source == build_config.SOURCE_LOG:
+        return behaviour_log.load_log_files(
+            con,
+            config.log,
+            config.log_user_column,
+            config.log_order_column,
+            config.log_item_column,
+            items=config.items,
+            item_id_column=config.item_id_column,
+            item_text_column=config.item_text_column,
+            item_tokens_column=config.item_tokens_column,
+            item_token_separator=config.item_token_separator,
+        )
+    if config.source == build_config.SOURCE_MOVIELENS:
+        return movielens.load_movielens(con, config.movielens, config.movielens_layout)
+    return demo_data.load_demo(con, config.seed, config.demo_users, config.demo_items)
+
+
+def build_tables(config, log=print):
+    """Builds the training and inference tables described by ``config``.
+
+    Args:
+      config: a ``build_config.BuildConfig``.
+      log: called with each progress line.
+
+    Returns:
+      The manifest (a dict), also written as ``manifest.json``.
+
+    Raises:
+      UserInputError: a bad setting or input; nothing is written then.
+    """
+    started = time.perf_counter()
+    config = config.resolved()
+    check_output_dir(config.output_dir, config.overwrite)
+
+    try:
+        with duckdb_session.duckdb_connection(
+            config.duckdb_memory_limit, config.duckdb_temp_directory, config.duckdb_threads
+        ) as con:
+            manifest = _build(config, con, log, started)
+    except duckdb.OutOfMemoryException as error:
+        raise UserInputError(
+            f"DuckDB ran out of memory under --duckdb_memory_limit={config.duckdb_memory_limit}; "
+            f"raise it, or raise --num_shards so that each shard's rows are smaller."
+        ) from error
+    log(
+        f"done in {time.perf_counter() - started:.1f} s: {manifest['num_training_users']:,} training "
+        f"and {manifest['num_inference_users']:,} inference users, vocabulary "
+        f"{manifest['vocabulary_size']:,}, {manifest['num_events']:,} behaviours -> {config.output_dir}"
+    )
+    return manifest
+
+
+def _build(config, con, log, started):
+    """The stages of ``build_tables`` inside one DuckDB connection; returns the manifest."""
+    if config.source == build_config.SOURCE_DEMO and not config.demo:
+        log("no --log or --movielens given: building the demo data (see --demo)")
+    log(f"reading {_source_name(config)}")
+    loaded = _load_source(con, config)
+    sizes = behaviour_log.log_sizes(con)
+    log(
+        f"read {sizes.num_events:,} behaviours of {sizes.num_users:,} users on "
+        f"{sizes.num_items:,} items ({time.perf_counter() - started:.1f} s)"
+    )
+
+    behaviour_log.create_item_words(con, config.max_words_per_query)
+    vocab = vocabulary.build_vocabulary(con, config.min_count, config.max_vocabulary)
+    log(
+        f"vocabulary: {vocab.size:,} ids ({vocab.num_distinct_words:,} distinct words, "
+        f"{vocab.num_oov_words:,} below --min_count={config.min_count} or past "
+        f"--max_vocabulary map to <oov>) ({time.perf_counter() - started:.1f} s)"
+    )
+
+    prepared = windows.create_windows(
+        con,
+        config.max_query_per_week,
+        config.target_length,
+        config.num_shards,
+        target_fraction=config.target_fraction,
+        split_time=config.split_time,
+    )
+    window_stats = prepared.stats
+    log(
+        f"windows: {window_stats.num_training_users:,} training users, "
+        f"{window_stats.num_inference_users:,} inference users; left out of training: "
+        f"{window_stats.num_empty_history:,} with an empty history, "
+        f"{window_stats.num_empty_target:,} with an empty target "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
+
+    log(f"writing {config.num_shards} {config.format} shards per table to {config.output_dir}")
+    with atomic_directory(config.output_dir) as staging:
+        vocabulary.write_vocabulary(con, os.path.join(staging, schema.VOCABULARY_FILE))
+        train_files = table_writer.write_table_shards(
+            con, prepared.training_rows_sql, schema.TRAINING_SCHEMA,
+            os.path.join(staging, schema.TRAIN_SUBDIR), config.num_shards, config.format,
+        )
+        inference_files = table_writer.write_table_shards(
+            con, prepared.inference_rows_sql, schema.INFERENCE_SCHEMA,
+            os.path.join(staging, schema.INFERENCE_SUBDIR), config.num_shards, config.format,
+        )
+        if loaded.labels is not None:
+            table_writer.write_labels(loaded.labels, os.path.join(staging, schema.LABELS_FILE))
+        manifest = _manifest(
+            config, loaded, sizes, vocab, window_stats,
+            [f"{schema.TRAIN_SUBDIR}/{name}" for name in train_files],
+            [f"{schema.INFERENCE_SUBDIR}/{name}" for name in inference_files],
+        )
+        write_text_atomically(
+            os.path.join(staging, schema.MANIFEST_FILE), json.dumps(manifest, indent=2) + "\n"
+        )
+    return manifest
+
+
+def _source_name(config):
+    if config.source == build_config.SOURCE_LOG:
+        return f"behaviour log {config.log}" + (f" and item table {config.items}" if config.items else "")
+    if config.source == build_config.SOURCE_MOVIELENS:
+        return f"MovieLens folder {config.movielens}"
+    return "the built-in demo generator"
+
+
+def _manifest(config, loaded, sizes, vocab, window_stats, train_files, inference_files):
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "source": loaded.description,
+        "format": config.format,
+        "vocabulary_file": schema.VOCABULARY_FILE,
+        "vocabulary_size": vocab.size,
+        "num_users": sizes.num_users,
+        "num_items": sizes.num_items,
+        "num_events": sizes.num_events,
+        "num_training_users": window_stats.num_training_users,
+        "num_inference_users": window_stats.num_inference_users,
+        "skipped_users": {
+            "empty_history": window_stats.num_empty_history,
+            "empty_target": window_stats.num_empty_target,
+            "why": (
+                "left out of the training table: empty_history = no behaviour before the split "
+                "point; empty_target = no target word after it (no behaviour, or only <oov> words). "
+                "The inference table keeps every user."
+            ),
+        },
+        "words": {
+            "total": vocab.num_word_occurrences,
+            "oov": vocab.num_oov_occurrences,
+            "distinct": vocab.num_distinct_words,
+            "distinct_oov": vocab.num_oov_words,
+        },
+        "num_shards": {schema.TRAIN_SUBDIR: len(train_files), schema.INFERENCE_SUBDIR: len(inference_files)},
+        "files": {schema.TRAIN_SUBDIR: train_files, schema.INFERENCE_SUBDIR: inference_files},
+        "labels_file": schema.LABELS_FILE if loaded.labels is not None else None,
+        "flags": config.as_flags(),
+    }

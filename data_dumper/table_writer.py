@@ -1,0 +1,109 @@
+"""Writes one table (training or inference) as shard files: Parquet or TFRecord.
+
+Rows stream out of DuckDB shard by shard as Arrow record batches, in the order
+the query fixes, so the files are the same on every run. Each shard is written
+under a temporary name and renamed. Parquet shards carry exactly
+``schema.TRAINING_SCHEMA`` / ``schema.INFERENCE_SCHEMA``; TFRecord shards hold
+one ``tf.train.Example`` per row, flattened as ``data_dumper/schema.py``
+documents. TensorFlow is imported only for TFRecord.
+"""
+
+import os
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from data_dumper import schema
+from util.atomic import atomic_path
+
+# Rows per Arrow batch taken from DuckDB (and per Parquet row group).
+BATCH_ROWS = 4096
+
+
+def write_table_shards(con, shard_rows_sql, table_schema, folder, num_shards, file_format):
+    """Writes one table as ``num_shards`` shard files.
+
+    Args:
+      con: a DuckDB connection.
+      shard_rows_sql: ``shard index -> SQL`` yielding that shard's rows with the
+        columns of ``table_schema``, in a fixed order.
+      table_schema: ``schema.TRAINING_SCHEMA`` or ``schema.INFERENCE_SCHEMA``.
+      folder: where the shards go (created if needed).
+      num_shards: number of shard files; a shard without users is still written (empty).
+      file_format: ``schema.PARQUET`` or ``schema.TFRECORD``.
+
+    Returns:
+      The shard file names, in shard order.
+    """
+    os.makedirs(folder, exist_ok=True)
+    names = []
+    for index in range(num_shards):
+        name = schema.shard_name(index, num_shards, file_format)
+        reader = con.sql(shard_rows_sql(index)).to_arrow_reader(BATCH_ROWS)
+        batches = (batch.cast(table_schema) for batch in reader)
+        with atomic_path(os.path.join(folder, name)) as temporary:
+            if file_format == schema.PARQUET:
+                _write_parquet(batches, table_schema, temporary)
+            else:
+                _write_tfrecord(batches, temporary)
+        names.append(name)
+    return names
+
+
+def _write_parquet(batches, table_schema, path):
+    with pq.ParquetWriter(path, table_schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+
+
+def _offsets(lengths):
+    """Start offsets (length n + 1) of consecutive runs with these lengths."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets.tolist()  # plain ints: the per-row slicing below is Python
+
+
+def _write_tfrecord(batches, path):
+    import tensorflow as tf  # Only TFRecord output needs TensorFlow (a slow import).
+
+    def int64_feature(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+    with tf.io.TFRecordWriter(path) as writer:
+        for batch in batches:
+            # Flatten the nested lists once per batch with Arrow; per row only slice.
+            history = batch.column(schema.HISTORY)
+            user_offsets = _offsets(pc.list_value_length(history).to_numpy())
+            behaviours = pc.list_flatten(history)
+            word_counts = pc.list_value_length(behaviours).to_numpy()
+            word_offsets = _offsets(word_counts)
+            words = pc.list_flatten(behaviours).to_numpy().tolist()
+            word_counts = word_counts.tolist()
+            has_target = schema.TARGET_WORDS in batch.schema.names
+            if has_target:
+                target = batch.column(schema.TARGET_WORDS)
+                target_offsets = _offsets(pc.list_value_length(target).to_numpy())
+                target_words = pc.list_flatten(target).to_numpy().tolist()
+                target_counts = pc.list_flatten(batch.column(schema.TARGET_COUNTS)).to_numpy().tolist()
+            ids = batch.column(schema.ID).to_pylist()
+            for row, user_id in enumerate(ids):
+                first, last = user_offsets[row], user_offsets[row + 1]
+                feature = {
+                    schema.ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[user_id.encode("utf-8")])),
+                    schema.HISTORY_WORDS: int64_feature(words[word_offsets[first]:word_offsets[last]]),
+                    schema.HISTORY_WORD_COUNTS: int64_feature(word_counts[first:last]),
+                }
+                if has_target:
+                    start, end = target_offsets[row], target_offsets[row + 1]
+                    feature[schema.TARGET_WORDS] = int64_feature(target_words[start:end])
+                    feature[schema.TARGET_COUNTS] = int64_feature(target_counts[start:end])
+                example = tf.train.Example(features=tf.train.Features(feature=feature))
+                writer.write(example.SerializeToString())
+
+
+def write_labels(labels, path):
+    """Writes the per-user labels table as Parquet (atomically)."""
+    with atomic_path(path) as temporary:
+        pq.write_table(labels, temporary)
+
