@@ -20,6 +20,19 @@ from util.errors import UserInputError
 _TFRECORD_CHECK_BATCH = 1024
 
 
+def _check_no_empty_rows(path, column, lengths, first_row, hint):
+    """Raises for the first row whose list in ``column`` is empty."""
+    empty = np.flatnonzero(np.asarray(lengths) == 0)
+    if empty.size:
+        raise UserInputError(
+            f"file {path}, column {column}, row {first_row + int(empty[0])}: is empty ({hint})")
+
+
+_EMPTY_HISTORY = "every user needs at least one behaviour"
+_EMPTY_TARGET = ("a training row needs target words; is this an inference table? "
+                 "pass the training table as --tables")
+
+
 def _check_not_empty_file(path):
     if os.path.getsize(path) == 0:
         raise UserInputError(f"file {path} is empty (0 bytes)")
@@ -105,6 +118,7 @@ def _validate_parquet_file(path, with_target, vocabulary_size):
     row_of_word = row_of_behaviour[_row_of_each_value(behaviours)]
     _check_ids(path, schema.HISTORY, words, row_of_word, vocabulary_size)
     lengths = pc.list_value_length(history).to_numpy(zero_copy_only=False)
+    _check_no_empty_rows(path, schema.HISTORY, lengths, 0, _EMPTY_HISTORY)
     stated = table.column(schema.HISTORY_LENGTH).to_numpy()
     mismatch = np.flatnonzero(lengths != stated)
     if mismatch.size:
@@ -119,6 +133,7 @@ def _validate_parquet_file(path, with_target, vocabulary_size):
         _check_ids(path, schema.TARGET_WORDS, target_values, _row_of_each_value(targets),
                    vocabulary_size)
         target_lengths = pc.list_value_length(targets).to_numpy(zero_copy_only=False)
+        _check_no_empty_rows(path, schema.TARGET_WORDS, target_lengths, 0, _EMPTY_TARGET)
         count_lengths = pc.list_value_length(counts).to_numpy(zero_copy_only=False)
         mismatch = np.flatnonzero(target_lengths != count_lengths)
         if mismatch.size:
@@ -160,7 +175,13 @@ def _validate_tfrecord_file(path, with_target, vocabulary_size):
                 np.arange(history.nrows()), history.row_lengths(axis=1).numpy())
             row_of_word = np.repeat(row_of_word, history.values.row_lengths().numpy())
             _check_ids(path, schema.HISTORY, words, rows + row_of_word, vocabulary_size)
+            _check_no_empty_rows(path, schema.HISTORY, history.row_lengths().numpy(), rows,
+                                 _EMPTY_HISTORY)
             if with_target:
+                # Absent features parse as empty lists, so this also catches
+                # an inference table passed where a training table is needed.
+                _check_no_empty_rows(path, schema.TARGET_WORDS,
+                                     target_words.row_lengths().numpy(), rows, _EMPTY_TARGET)
                 row_of_target = np.repeat(np.arange(target_words.nrows()),
                                           target_words.row_lengths().numpy())
                 _check_ids(path, schema.TARGET_WORDS, target_words.flat_values.numpy(),

@@ -208,8 +208,10 @@ def test_valid_table_counts_rows(tmp_path):
     (_row(history_length=5), "history_length", r"row 1: says 5 behaviours but history holds 2"),
     (_row(target_counts=[1, 2]), "target_counts", r"row 1: has 2 counts for 1 target words"),
     (_row(target_counts=[0]), "target_counts", r"row 1: count 0 is below 1"),
+    (_row(history=[], history_length=0), "history", r"row 1: is empty"),
+    (_row(target_words=[], target_counts=[]), "target_words", r"row 1: is empty"),
 ], ids=["id_beyond_vocabulary", "negative_id", "target_beyond_vocabulary",
-        "wrong_history_length", "counts_mismatch", "zero_count"])
+        "wrong_history_length", "counts_mismatch", "zero_count", "empty_history", "empty_target"])
 def test_bad_rows_name_file_column_and_row(tmp_path, row, column, message):
     path = str(tmp_path / "bad.parquet")
     table = _write_rows(path, [_row(), row])
