@@ -89,6 +89,18 @@ def _record_tables(files, columns, options, rng):
             return
 
 
+def _cut_batches(table, options, rng):
+    """Splits a shuffled table into ``batch_size`` slices (grouped by length if asked)."""
+    if options.group_by_length and table.num_rows > options.batch_size:
+        lengths = pc.list_value_length(table.column(schema.HISTORY)).to_numpy(zero_copy_only=False)
+        table = table.take(pa.array(np.argsort(lengths, kind="stable")))
+        starts = rng.permutation(np.arange(0, table.num_rows, options.batch_size))
+    else:
+        starts = range(0, table.num_rows, options.batch_size)
+    for start in starts:
+        yield table.slice(start, options.batch_size)
+
+
 def _batch_tables(files, options, rng):
     """Yields arrow tables of exactly ``batch_size`` rows (the last may be short)."""
     columns = _columns(options.with_target)
@@ -104,8 +116,7 @@ def _batch_tables(files, options, rng):
         if options.shuffle:
             merged = merged.take(pa.array(rng.permutation(merged.num_rows)))
         usable = merged.num_rows - merged.num_rows % options.batch_size
-        for start in range(0, usable, options.batch_size):
-            yield merged.slice(start, options.batch_size)
+        yield from _cut_batches(merged.slice(0, usable), options, rng)
         rest = merged.slice(usable)
         pending, pending_rows = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
     if pending_rows and not options.drop_remainder:

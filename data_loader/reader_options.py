@@ -20,6 +20,10 @@ class ReaderOptions:
         max_behaviours: keep the most recent behaviours of each history.
         max_words: keep the first words of each behaviour.
         max_targets: keep the most frequent target words.
+        group_by_length: within each shuffle buffer, batch users of similar
+            history length together, then shuffle the batch order. The model
+            pads a batch to its longest history, so this cuts padding (and
+            step time) on long-tailed data; only with ``shuffle``.
         prefetch: batches prepared ahead (tf.data.AUTOTUNE by default).
     """
 
@@ -34,4 +38,5 @@ class ReaderOptions:
     max_behaviours: int | None = None
     max_words: int | None = None
     max_targets: int | None = None
+    group_by_length: bool = False
     prefetch: int = -1  # tf.data.AUTOTUNE

@@ -45,6 +45,28 @@ def parse_batch(serialized, with_target):
     return parsed[schema.ID], history, parsed[schema.TARGET_WORDS], parsed[schema.TARGET_COUNTS]
 
 
+def _length_grouped_batches(records, options):
+    """Batches of serialized records whose histories have similar lengths.
+
+    Records are taken a buffer at a time; one ``parse_example`` of just the
+    per-behaviour word counts gives every history's length, the buffer is
+    sorted by it and cut into batches, and the batches are shuffled.
+    """
+    batches_per_group = max(options.shuffle_buffer // options.batch_size, 1)
+    group_size = batches_per_group * options.batch_size
+    lengths_spec = {schema.HISTORY_WORD_COUNTS: _ragged_int64()}
+
+    def sort_by_length(serialized):
+        lengths = tf.io.parse_example(serialized, lengths_spec)[schema.HISTORY_WORD_COUNTS].row_lengths()
+        return tf.gather(serialized, tf.argsort(lengths, stable=True))
+
+    groups = records.batch(group_size).map(sort_by_length, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = groups.flat_map(
+        lambda serialized: tf.data.Dataset.from_tensor_slices(serialized).batch(
+            options.batch_size, drop_remainder=options.drop_remainder))
+    return batches.shuffle(batches_per_group, seed=options.seed)
+
+
 def tfrecord_dataset(files, options):
     """A ``tf.data.Dataset`` of batches (see data_loader.batch_format) from TFRecord shards.
 
@@ -65,7 +87,10 @@ def tfrecord_dataset(files, options):
                                   reshuffle_each_iteration=True)
     if options.repeat:
         records = records.repeat()
-    batches = records.batch(options.batch_size, drop_remainder=options.drop_remainder)
+    if options.shuffle and options.group_by_length:
+        batches = _length_grouped_batches(records, options)
+    else:
+        batches = records.batch(options.batch_size, drop_remainder=options.drop_remainder)
 
     def parse(serialized):
         ids, history, target_words, target_counts = parse_batch(serialized, options.with_target)

@@ -79,7 +79,7 @@ def main(argv=None):
         # A resumed run continues with fresh shuffles rather than replaying its first batches.
         seed=flags.seed + int(step.numpy()), weighted_target=flags.weighted_target,
         max_behaviours=flags.max_query_per_week, max_words=flags.max_words_per_query,
-        max_targets=flags.target_length)
+        max_targets=flags.target_length, group_by_length=flags.group_by_length)
     dataset = strategy.distribute_datasets_from_function(
         lambda context: make_dataset(tables, reader_options, context))
 

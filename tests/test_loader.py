@@ -249,3 +249,20 @@ def test_empty_file_truncated_file_and_empty_table(tmp_path):
     no_rows = _write_rows(str(tmp_path / "none" / "t.parquet"), [])
     with pytest.raises(UserInputError, match="the table is empty"):
         validate_table(no_rows, with_target=True)
+
+
+def test_length_grouping_batches_similar_histories_and_keeps_every_user(tmp_path):
+    users = write_parquet_table(str(tmp_path), num_users=400, num_shards=2, seed=5)
+    table = resolve_table_files(str(tmp_path))
+    options = dict(batch_size=20, shuffle=True, shuffle_buffer=400, seed=1)
+    grouped, grouped_ids = read_all(table, group_by_length=True, **options)
+    plain, _ = read_all(table, **options)
+    assert sorted(grouped_ids) == sorted(user["id"] for user in users)
+
+    def padded_cells(batches):
+        return sum(len(b["id"]) * int(max(b["history_length"].numpy())) for b in batches)
+
+    assert padded_cells(grouped) < 0.8 * padded_cells(plain)
+    # Batch order is shuffled, not sorted from short to long.
+    maxima = [int(max(b["history_length"].numpy())) for b in grouped]
+    assert maxima != sorted(maxima)

@@ -86,3 +86,19 @@ def test_inference_table_lacks_training_columns(both_formats):
     with pytest.raises(UserInputError, match="has no column target_words"):
         validate_table(parquet, with_target=True)
     assert validate_table(inference, with_target=False) == 300
+
+
+def test_tfrecord_length_grouping_keeps_every_user(both_formats):
+    grouped = _batches(both_formats["tfrecord"], "train", batch_size=25, shuffle=True,
+                       shuffle_buffer=300, seed=2, group_by_length=True)
+    ids = sorted(i for b in grouped for i in b["id"].numpy())
+    plain = sorted(i for b in _batches(both_formats["tfrecord"], "train", batch_size=25)
+                   for i in b["id"].numpy())
+    assert ids == plain
+    shuffled = _batches(both_formats["tfrecord"], "train", batch_size=25, shuffle=True,
+                        shuffle_buffer=300, seed=2)
+
+    def mean_spread(batches):
+        return np.mean([np.ptp(b["history_length"].numpy()) for b in batches])
+
+    assert mean_spread(grouped) < 0.3 * mean_spread(shuffled)

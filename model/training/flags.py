@@ -85,6 +85,10 @@ def training_flag_parser():
                       help="1: weight target words by log(1 + count); 0: uniformly")
     data.add_argument("--shuffle_buffer", type=_non_negative_int, default=10_000,
                       help="records held for shuffling; 0 reads in file order")
+    data.add_argument("--group_by_length", type=_boolean, default=True,
+                      help="1: batch users of similar history length together (within the "
+                           "shuffle buffer; batch order stays random), so little compute goes "
+                           "to padding; 0: batches mix lengths freely")
 
     model = parser.add_argument_group("model")
     model.add_argument("--num_vocabulary", type=_non_negative_int, default=0,
