@@ -1,0 +1,212 @@
+"""Batch inference: turns a training run's checkpoint into user vectors on disk.
+
+    python main/inference.py                               # latest ckpt of runs/sumn, last hop
+    python main/inference.py --checkpoint_dir=runs/ml1m_mhop --step=100000 --hop=3
+    python main/inference.py --output_format=tsv --separator=$'\\t' --outputs=runs/vectors_tsv
+    python main/inference.py --slice_id=1 --slice_count=4  # one of four machines
+
+Reads the inference table recorded in ``<checkpoint_dir>/model_arch.json`` (or
+``--tables``) and writes one output shard per input shard into ``--outputs``
+(default ``<checkpoint_dir>/user_vectors/step-<N>``), then ``inference.json``.
+A rerun skips complete shards; ``--overwrite`` redoes them.
+"""
+
+import argparse
+import dataclasses
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from data_dumper import schema
+from data_dumper.projector_export import export_projector
+from data_dumper.user_vector_writer import OUTPUT_FORMATS, PARQUET, vector_format
+from data_loader.dataset import make_dataset
+from data_loader.reader_options import ReaderOptions
+from data_loader.table_files import resolve_table_files
+from data_loader.validation import validate_table
+from model.inference import batch_inference, restore
+from model.training.flags import DEFAULT_CHECKPOINT_DIR
+from util.cli import run_cli
+from util.errors import UserInputError
+from util.run_config import RUN_CONFIG_FILE, read_run_config
+
+PROJECTOR_SUBDIR = "projector"
+
+
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def inference_flag_parser():
+    """The argparse parser of ``main/inference.py``."""
+    parser = argparse.ArgumentParser(
+        prog="main/inference.py",
+        description="Encode users with a trained SUMN checkpoint and write their vectors, one "
+                    "output shard per input shard.")
+    run = parser.add_argument_group("model")
+    run.add_argument("--checkpoint_dir", default=DEFAULT_CHECKPOINT_DIR,
+                     help=f"the training run folder (ckpt-<step>, {RUN_CONFIG_FILE}) "
+                          f"(default: {DEFAULT_CHECKPOINT_DIR})")
+    run.add_argument("--step", type=int, default=0,
+                     help="checkpoint step: N reads ckpt-N (or ckpt-N+1 where only that exists); "
+                          "0 reads the latest (default: 0)")
+    run.add_argument("--random_init", action="store_true",
+                     help="encode with a randomly initialised model of the run's architecture "
+                          "instead of a checkpoint: the random-encoder baseline of "
+                          "main/evaluate.py (default: off)")
+    run.add_argument("--seed", type=int, default=0,
+                     help="initialisation seed with --random_init (default: 0)")
+    run.add_argument("--hop", type=int, default=0,
+                     help="which hop's vector to write, 1-based; 0 is the last hop (default: 0)")
+
+    data = parser.add_argument_group("input")
+    data.add_argument("--tables", default="",
+                      help="inference table: a folder from main/build_tables.py (its inference/ "
+                           "table), a glob, or comma-separated shards; a training table works too "
+                           f"(default: the inference table recorded in {RUN_CONFIG_FILE})")
+    data.add_argument("--max_query_per_week", type=_positive_int, default=None,
+                      help=f"behaviours kept per history, the most recent (default: the training "
+                           f"run's value in {RUN_CONFIG_FILE})")
+    data.add_argument("--max_words_per_query", type=_positive_int, default=None,
+                      help=f"words kept per behaviour, the first ones (default: the training run's "
+                           f"value in {RUN_CONFIG_FILE})")
+    data.add_argument("--batch_size", type=_positive_int, default=512,
+                      help="users encoded per batch (default: 512)")
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--outputs", default="",
+                        help="output folder (default: <checkpoint_dir>/user_vectors/step-<N>)")
+    output.add_argument("--output_format", default=PARQUET,
+                        help=f"one of {', '.join(OUTPUT_FORMATS)}: parquet (id, embedding, length), "
+                             "tfrecord (Examples), npy (+ .ids.txt, .lengths.txt) or tsv (SUMN's "
+                             "id<separator>v1,...,vd<separator>length lines) (default: parquet)")
+    output.add_argument("--separator", default="\t",
+                        help="tsv field separator; '\\t' means a tab (default: a tab)")
+    output.add_argument("--overwrite", action="store_true",
+                        help="redo shards that are already complete (default: skip them)")
+    output.add_argument("--projector", action="store_true",
+                        help=f"also write a sample of vectors for TensorBoard's projector into "
+                             f"<outputs>/{PROJECTOR_SUBDIR} (default: off)")
+    output.add_argument("--projector_sample", type=_positive_int, default=2000,
+                        help="users in the projector sample (default: 2000)")
+    output.add_argument("--progress_seconds", type=float, default=5.0,
+                        help="seconds between progress lines within a shard (default: 5)")
+
+    distribution = parser.add_argument_group("distribution")
+    distribution.add_argument("--slice_id", type=int, default=None,
+                              help="this job's slice, 0-based; input shard i goes to slice "
+                                   "i %% slice_count (default: from TF_CONFIG, else 0)")
+    distribution.add_argument("--slice_count", type=int, default=None,
+                              help="number of slices (default: workers in TF_CONFIG, else 1)")
+    return parser
+
+
+def _inference_tables(flags, run_config):
+    if flags.tables:
+        folder = flags.tables
+        if (os.path.isdir(folder) and os.path.isdir(os.path.join(folder, schema.TRAIN_SUBDIR))
+                and not os.path.isdir(os.path.join(folder, schema.INFERENCE_SUBDIR))):
+            raise UserInputError(
+                f"--tables: folder {folder} has no {schema.INFERENCE_SUBDIR}/ table; pass "
+                f"--tables={os.path.join(folder, schema.TRAIN_SUBDIR)} to encode the users of its "
+                f"training table")
+        return resolve_table_files(flags.tables, default_subdir=schema.INFERENCE_SUBDIR)
+    recorded = run_config.get("inference_tables")
+    if not recorded:
+        raise UserInputError(
+            f"{os.path.join(flags.checkpoint_dir, RUN_CONFIG_FILE)} records no inference table; "
+            f"pass --tables")
+    return resolve_table_files(recorded, default_subdir=schema.INFERENCE_SUBDIR,
+                               flag=f"--tables (from {RUN_CONFIG_FILE}; pass --tables to choose another)")
+
+
+def _one_shard(tables, path):
+    return dataclasses.replace(tables, files=(path,))
+
+
+def main(argv=None):
+    started = time.perf_counter()
+    flags = inference_flag_parser().parse_args(argv)
+    output_format = vector_format(flags.output_format, flags.separator)
+    slice_id, slice_count = batch_inference.resolve_slice(flags.slice_id, flags.slice_count)
+    if flags.random_init:
+        step, checkpoint, run_name = 0, None, f"random-init-seed-{flags.seed}"
+    else:
+        step, checkpoint = restore.checkpoint_for_step(flags.checkpoint_dir, flags.step)
+        run_name = f"step-{step}"
+    run_config = read_run_config(flags.checkpoint_dir, required=True)
+    tables = _inference_tables(flags, run_config)
+    outputs = flags.outputs or os.path.join(flags.checkpoint_dir, "user_vectors", run_name)
+    if os.path.exists(outputs) and not os.path.isdir(outputs):
+        raise UserInputError(f"--outputs {outputs} is a file; pass a folder")
+    jobs = batch_inference.plan_shards(tables.files, outputs, output_format, slice_id, slice_count)
+
+    if flags.random_init:
+        model = restore.random_model(run_config, flags.seed, flags.checkpoint_dir)
+    else:
+        model = restore.restore_model(run_config, checkpoint, flags.checkpoint_dir)
+    hop_index = restore.hop_index(flags.hop, model.num_hops)
+    max_behaviours = flags.max_query_per_week or run_config.get("max_query_per_week")
+    max_words = flags.max_words_per_query or run_config.get("max_words_per_query")
+    settings = {
+        "checkpoint": os.path.abspath(checkpoint) if checkpoint else run_name,
+        "step": step, "hop": hop_index + 1,
+        "output_format": output_format.name, "max_query_per_week": max_behaviours,
+        "max_words_per_query": max_words,
+        "tables": [os.path.abspath(path) for path in tables.files],
+    }
+    if output_format.name == "tsv":
+        settings["separator"] = output_format.separator
+    batch_inference.check_settings(outputs, settings, flags.overwrite)
+
+    pending = [job for job in jobs
+               if flags.overwrite or not output_format.is_complete(job.output_path)]
+    if pending:
+        validate_table(dataclasses.replace(tables, files=tuple(job.input_path for job in pending)),
+                       with_target=False, vocabulary_size=run_config["num_vocabulary"])
+    print(f"checkpoint {checkpoint or run_name} (step {step}), "
+          f"hop {hop_index + 1} of {model.num_hops}, "
+          f"dim {model.model_dim}; slice {slice_id} of {slice_count}: {len(jobs)} of "
+          f"{len(tables.files)} {tables.file_format} shards -> {outputs} ({output_format.name})",
+          flush=True)
+
+    if not jobs:
+        print(f"slice {slice_id} has no shard to encode: the table has {len(tables.files)} "
+              f"shard(s) for {slice_count} slices", flush=True)
+
+    # Every user error is behind us: from here on the outputs change.
+    batch_inference.prepare_outputs(outputs, jobs, output_format, settings, slice_id, slice_count,
+                                    flags.overwrite)
+    reader_options = ReaderOptions(
+        batch_size=flags.batch_size, with_target=False, shuffle=False, repeat=False,
+        drop_remainder=False, max_behaviours=max_behaviours, max_words=max_words)
+    encoder = batch_inference.UserEncoder(model, hop_index)
+    sample = (batch_inference.UserSample(flags.projector_sample)
+              if flags.projector and slice_id == 0 else None)
+    shards = batch_inference.encode_shards(
+        jobs, encoder, lambda path: make_dataset(_one_shard(tables, path), reader_options),
+        output_format, sample=sample, progress_seconds=flags.progress_seconds,
+        log=lambda line: print(line, flush=True))
+
+    if sample is not None and len(sample):
+        folder = export_projector(os.path.join(outputs, PROJECTOR_SUBDIR), *sample.result())
+        print(f"projector: {len(sample):,} users in {folder}; view with "
+              f"tensorboard --logdir {folder}", flush=True)
+    elif flags.projector and slice_id != 0:
+        print("projector: written by slice 0 only", flush=True)
+
+    summary = dict(settings, num_hops=model.num_hops, dim=model.model_dim, shards=shards,
+                   users=sum(shard["users"] for shard in shards),
+                   seconds=round(time.perf_counter() - started, 3))
+    summary_file = batch_inference.finish_outputs(outputs, summary, slice_id, slice_count)
+    print(f"done: {summary['users']:,} users in {len(shards)} shards; summary in {summary_file}",
+          flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,142 @@
+"""Which checkpoint and which hop inference uses, and restoring the model from it.
+
+Only the model is restored: the checkpoint also holds the optimizer's slots
+and the step, which inference has no use for. Every model variable must come
+back from the checkpoint; a model that does not match it (another
+``model_arch.json``, a renamed layer) is a ``UserInputError``, not a model
+that silently encodes with freshly initialised weights.
+"""
+
+import contextlib
+import gc
+import logging
+import os
+
+import keras
+import tensorflow as tf
+
+from model.training.checkpoints import CHECKPOINT_NAME, checkpoint_path, checkpoint_steps
+from model.training.run_setup import build_model
+from util.errors import UserInputError
+from util.run_config import RUN_CONFIG_FILE
+
+_MAX_LISTED_STEPS = 20
+
+
+def _listed(steps):
+    shown = [str(step) for step in steps[-_MAX_LISTED_STEPS:]]
+    prefix = "..., " if len(steps) > _MAX_LISTED_STEPS else ""
+    return prefix + ", ".join(shown)
+
+
+def checkpoint_for_step(checkpoint_dir, step=0):
+    """The checkpoint ``--step`` names: ``(step, prefix)``.
+
+    Args:
+        checkpoint_dir: the run folder main/train.py wrote.
+        step: 0 for the latest checkpoint; N for ``ckpt-N``, or ``ckpt-(N+1)``
+            where only that exists (SUMN's inference accepted both, as its
+            runs saved one step after the round number).
+
+    Raises:
+        UserInputError: the folder is missing or holds no checkpoint, ``step``
+            is negative, or neither ``ckpt-N`` nor ``ckpt-(N+1)`` exists (the
+            message lists the steps that do).
+    """
+    if not os.path.isdir(checkpoint_dir):
+        raise UserInputError(f"--checkpoint_dir {checkpoint_dir} does not exist")
+    steps = checkpoint_steps(checkpoint_dir)
+    if not steps:
+        raise UserInputError(
+            f"--checkpoint_dir {checkpoint_dir} holds no checkpoint ({CHECKPOINT_NAME}-<step>.index); "
+            f"train with main/train.py first")
+    if step < 0:
+        raise UserInputError(f"--step={step} is negative; pass 0 for the latest checkpoint")
+    if step == 0:
+        chosen = steps[-1]
+    elif step in steps:
+        chosen = step
+    elif step + 1 in steps:
+        chosen = step + 1
+    else:
+        raise UserInputError(
+            f"--step={step}: {checkpoint_dir} has no {CHECKPOINT_NAME}-{step} (nor "
+            f"{CHECKPOINT_NAME}-{step + 1}); it holds steps {_listed(steps)}")
+    return chosen, checkpoint_path(checkpoint_dir, chosen)
+
+
+def hop_index(hop, num_hops):
+    """The 0-based hop ``--hop`` names: 0 is the last hop, k the k-th (1-based).
+
+    Raises:
+        UserInputError: ``hop`` is negative or above ``num_hops``.
+    """
+    if not 0 <= hop <= num_hops:
+        raise UserInputError(
+            f"--hop={hop} is out of range: the model has {num_hops} hop"
+            f"{'s' if num_hops != 1 else ''} (pass 1..{num_hops}, or 0 for the last)")
+    return (hop or num_hops) - 1
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow_warnings():
+    # A failed restore leaves a restore coordinator that lists every
+    # unmatched checkpoint value when it is garbage collected; the user gets
+    # one clear error instead.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        gc.collect()
+        logger.setLevel(level)
+
+
+def random_model(run_config, seed, config_dir=None):
+    """A ``SumnModel`` of the run's architecture, randomly initialised from ``seed``.
+
+    Its vectors are the random-encoder baseline: what the architecture gives
+    before any pretraining.
+    """
+    where = os.path.join(config_dir, RUN_CONFIG_FILE) if config_dir else RUN_CONFIG_FILE
+    keras.utils.set_random_seed(seed)
+    try:
+        return build_model(run_config)
+    except KeyError as error:
+        raise UserInputError(f"{where} has no {error.args[0]!r} entry; was it written by "
+                             f"main/train.py?") from None
+
+
+def restore_model(run_config, prefix, config_dir=None):
+    """A ``SumnModel`` built from ``run_config`` with every variable restored from ``prefix``.
+
+    Args:
+        run_config: the run's model_arch.json as a dict.
+        prefix: a checkpoint prefix such as ``runs/sumn/ckpt-1000``.
+        config_dir: the folder of model_arch.json, for messages.
+
+    Raises:
+        UserInputError: model_arch.json lacks an architecture key, or the
+            checkpoint does not hold every model variable with its shape.
+    """
+    where = os.path.join(config_dir, RUN_CONFIG_FILE) if config_dir else RUN_CONFIG_FILE
+    try:
+        model = build_model(run_config)
+    except KeyError as error:
+        raise UserInputError(f"{where} has no {error.args[0]!r} entry; was it written by "
+                             f"main/train.py?") from None
+    with _quiet_tensorflow_warnings():
+        checkpoint = tf.train.Checkpoint(model=model)
+        try:
+            status = checkpoint.read(prefix)
+            status.expect_partial()  # the optimizer and the step are not needed
+            status.assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserInputError(
+                f"checkpoint {prefix} does not match the model described by {where} "
+                f"({first_line[:300]})") from None
+        finally:
+            del checkpoint
+    return model
