@@ -20,6 +20,7 @@ real data rather than SUMN's 900 x 24 maxima.
 import tensorflow as tf
 
 from data_dumper import schema
+from data_loader.random_split import random_consistency_split
 
 
 def target_weights(target_words, target_counts, weighted_target):
@@ -43,7 +44,8 @@ def target_weights(target_words, target_counts, weighted_target):
 
 
 def finish_batch(ids, history, target_words=None, target_counts=None, *,
-                 max_behaviours=None, max_words=None, max_targets=None, weighted_target=False):
+                 max_behaviours=None, max_words=None, max_targets=None, weighted_target=False,
+                 random_target_fraction=None, seed=None):
     """Truncates histories and derives lengths and target weights, all in TF ops.
 
     Args:
@@ -58,11 +60,18 @@ def finish_batch(ids, history, target_words=None, target_counts=None, *,
         max_targets: keep only the first (most frequent: tables store them in
             that order) target words (SUMN's ``--target_length``); None keeps all.
         weighted_target: see ``target_weights``.
+        random_target_fraction: when set, ``history`` holds whole sequences and
+            each batch draws a fresh random split of them: this share of every
+            user's behaviours becomes the target (data_loader/random_split.py).
+        seed: seed of those random splits.
 
     Returns:
         The batch dict described in the module docstring.
     """
     history = tf.cast(history, tf.int32)
+    if random_target_fraction:
+        history, target_words, target_counts = random_consistency_split(
+            history, random_target_fraction, seed)
     if max_behaviours:
         history = history[:, -max_behaviours:]
     if max_words:

@@ -103,7 +103,7 @@ def _cut_batches(table, options, rng):
 
 def _batch_tables(files, options, rng):
     """Yields arrow tables of exactly ``batch_size`` rows (the last may be short)."""
-    columns = _columns(options.with_target)
+    columns = _columns(options.reads_targets)
     buffer_rows = max(options.shuffle_buffer, options.batch_size) if options.shuffle else options.batch_size
     pending = []
     pending_rows = 0
@@ -134,7 +134,7 @@ def parquet_dataset(files, options):
         options: a ``ReaderOptions``.
     """
     files = list(files)
-    with_target = options.with_target
+    with_target = options.reads_targets
 
     def generate():
         rng = np.random.default_rng(options.seed)
@@ -161,6 +161,7 @@ def parquet_dataset(files, options):
             ids, history, target_words, target_counts,
             max_behaviours=options.max_behaviours, max_words=options.max_words,
             max_targets=options.max_targets,
+            random_target_fraction=options.random_target_fraction, seed=options.seed,
             weighted_target=options.weighted_target)
 
     return dataset.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

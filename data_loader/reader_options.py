@@ -24,6 +24,10 @@ class ReaderOptions:
             history length together, then shuffle the batch order. The model
             pads a batch to its longest history, so this cuts padding (and
             step time) on long-tailed data; only with ``shuffle``.
+        random_target_fraction: read whole sequences (no target columns) and
+            draw a fresh random history/target split of every user in every
+            batch, this share of behaviours as the target; None keeps the
+            table's own targets.
         prefetch: batches prepared ahead (tf.data.AUTOTUNE by default).
     """
 
@@ -39,4 +43,10 @@ class ReaderOptions:
     max_words: int | None = None
     max_targets: int | None = None
     group_by_length: bool = False
+    random_target_fraction: float | None = None
     prefetch: int = -1  # tf.data.AUTOTUNE
+
+    @property
+    def reads_targets(self):
+        """Whether the table's target columns are read (not drawn at random)."""
+        return self.with_target and not self.random_target_fraction

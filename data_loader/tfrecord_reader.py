@@ -93,11 +93,12 @@ def tfrecord_dataset(files, options):
         batches = records.batch(options.batch_size, drop_remainder=options.drop_remainder)
 
     def parse(serialized):
-        ids, history, target_words, target_counts = parse_batch(serialized, options.with_target)
+        ids, history, target_words, target_counts = parse_batch(serialized, options.reads_targets)
         return finish_batch(
             ids, history, target_words, target_counts,
             max_behaviours=options.max_behaviours, max_words=options.max_words,
             max_targets=options.max_targets,
+            random_target_fraction=options.random_target_fraction, seed=options.seed,
             weighted_target=options.weighted_target)
 
     return batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

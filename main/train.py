@@ -33,11 +33,14 @@ def main(argv=None):
     flags = parse_training_flags(argv)
     split_cpu(flags.cpu_replicas)
 
+    random_windows = flags.random_target_fraction > 0
     tables = run_setup.resolve_training_tables(flags.tables, ensure_demo_tables,
-                                               DEFAULT_DEMO_TABLES_DIR)
+                                               DEFAULT_DEMO_TABLES_DIR, random_windows)
     vocabulary_size = run_setup.resolve_vocabulary_size(flags.num_vocabulary, tables)
-    rows = validate_table(tables, with_target=True, vocabulary_size=vocabulary_size)
-    print(f"training table: {rows:,} users in {len(tables.files)} {tables.file_format} "
+    rows = validate_table(tables, with_target=not random_windows, vocabulary_size=vocabulary_size)
+    windows = (f"random windows, {flags.random_target_fraction:.0%} of behaviours as target"
+               if random_windows else "the table's windows")
+    print(f"training on {windows}; table: {rows:,} users in {len(tables.files)} {tables.file_format} "
           f"shards; vocabulary {vocabulary_size:,} words", flush=True)
 
     run_config = run_setup.training_run_config(
@@ -79,7 +82,8 @@ def main(argv=None):
         # A resumed run continues with fresh shuffles rather than replaying its first batches.
         seed=flags.seed + int(step.numpy()), weighted_target=flags.weighted_target,
         max_behaviours=flags.max_query_per_week, max_words=flags.max_words_per_query,
-        max_targets=flags.target_length, group_by_length=flags.group_by_length)
+        max_targets=flags.target_length, group_by_length=flags.group_by_length,
+        random_target_fraction=flags.random_target_fraction or None)
     dataset = strategy.distribute_datasets_from_function(
         lambda context: make_dataset(tables, reader_options, context))
 

@@ -266,3 +266,39 @@ def test_length_grouping_batches_similar_histories_and_keeps_every_user(tmp_path
     # Batch order is shuffled, not sorted from short to long.
     maxima = [int(max(b["history_length"].numpy())) for b in grouped]
     assert maxima != sorted(maxima)
+
+
+def test_random_split_draws_disjoint_windows_from_whole_sequences(parquet_table):
+    """Every batch: kept history + target behaviours = the user's behaviours, disjoint."""
+    table, users = parquet_table
+    by_id = {user["id"]: user for user in users}
+    options = dict(batch_size=64, random_target_fraction=0.3, seed=11)
+    first, _ = read_all(table, **options)
+    again, _ = read_all(table, **options)
+    for batch, repeat in zip(first, again):
+        assert batch["history"].to_list() == repeat["history"].to_list()  # seeded
+        for row, user_id in enumerate(batch["id"].numpy()):
+            user = by_id[user_id.decode()]
+            kept = batch["history"][row].to_list()
+            targets = batch["target_words"][row].numpy().tolist()
+            behaviours = user["history"]
+            if len(behaviours) == 1:
+                assert kept == behaviours and targets == []
+                continue
+            assert 1 <= len(kept) < len(behaviours)
+            # The kept behaviours are a subsequence, in their original order.
+            remaining = iter(behaviours)
+            assert all(any(b == candidate for candidate in remaining) for b in kept)
+            dropped = list(behaviours)
+            for behaviour in kept:
+                dropped.remove(behaviour)
+            expected = {}
+            for behaviour in dropped:
+                for word in behaviour:
+                    expected[word] = expected.get(word, 0) + 1
+            assert sorted(targets) == sorted(expected)
+            counts = dict(zip(targets, batch["target_weights"][row].numpy()))
+            np.testing.assert_allclose(sum(counts.values()), 1.0, rtol=1e-5)
+            # Most frequent first.
+            frequencies = [expected[word] for word in targets]
+            assert frequencies == sorted(frequencies, reverse=True)

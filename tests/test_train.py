@@ -190,3 +190,10 @@ def test_multi_worker_with_two_local_workers_writes_one_set_of_checkpoints(table
     assert checkpoints == ["ckpt-2.index", "ckpt-4.index"]
     # Only the chief logs progress; both workers agree on the loss they computed together.
     assert sorted(losses(outputs[0][0])) == [1, 2, 3, 4]
+
+
+def test_random_windows_train_on_whole_sequences(tables, tmp_path):
+    result = train(f"--tables={tables}/train", f"--checkpoint_dir={tmp_path / 'run'}",
+                   "--max_steps=3", "--random_target_fraction=0.25")
+    assert "training on random windows, 25% of behaviours as target" in result.stdout
+    assert sorted(losses(result.stdout)) == [1, 2, 3]

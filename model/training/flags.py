@@ -85,6 +85,11 @@ def training_flag_parser():
                       help="1: weight target words by log(1 + count); 0: uniformly")
     data.add_argument("--shuffle_buffer", type=_non_negative_int, default=10_000,
                       help="records held for shuffling; 0 reads in file order")
+    data.add_argument("--random_target_fraction", type=_probability, default=0.0,
+                      help="0: train on the table's fixed history/target windows; f in (0, 1): "
+                           "read whole sequences (a table folder's inference/ table) and draw a "
+                           "fresh random split of every user in every batch, f of the behaviours "
+                           "as the target, so a small data set is not memorised")
     data.add_argument("--group_by_length", type=_boolean, default=True,
                       help="1: batch users of similar history length together (within the "
                            "shuffle buffer; batch order stays random), so little compute goes "

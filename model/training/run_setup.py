@@ -89,9 +89,14 @@ def build_optimizer(learning_rate, mixed_precision, variables):
     return optimizer
 
 
-def resolve_training_tables(tables_flag, ensure_demo_tables, demo_dir):
-    """``--tables``, or the demo tables (built on first use) when the flag is empty."""
+def resolve_training_tables(tables_flag, ensure_demo_tables, demo_dir, whole_sequences=False):
+    """``--tables``, or the demo tables (built on first use) when the flag is empty.
+
+    With ``whole_sequences`` (random windows) a table folder yields its
+    inference table, which holds every user's whole sequence.
+    """
     if not tables_flag:
         ensure_demo_tables(demo_dir)
         tables_flag = demo_dir
-    return resolve_table_files(tables_flag, default_subdir=schema.TRAIN_SUBDIR)
+    subdir = schema.INFERENCE_SUBDIR if whole_sequences else schema.TRAIN_SUBDIR
+    return resolve_table_files(tables_flag, default_subdir=subdir)
