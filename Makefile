@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
+DEMO_STEPS ?= 600
 
 .PHONY: demo test install clean
 
@@ -17,8 +18,19 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# Build the demo tables, pretrain SUMN (mhop), write every user's vector and a
+# random-encoder baseline's, then probe both for the planted traits.
 demo: $(STAMP)
 	$(PY) main/build_tables.py --demo --output_dir=$(DEMO_DIR)/tables --overwrite
+	$(PY) main/train.py --tables=$(DEMO_DIR)/tables --checkpoint_dir=$(DEMO_DIR)/sumn \
+		--pooling=mhop --max_steps=$(DEMO_STEPS) --snapshot=$(DEMO_STEPS) --log_every=100 --overwrite
+	$(PY) main/inference.py --checkpoint_dir=$(DEMO_DIR)/sumn --outputs=$(DEMO_DIR)/vectors --overwrite
+	$(PY) main/inference.py --checkpoint_dir=$(DEMO_DIR)/sumn --random_init \
+		--outputs=$(DEMO_DIR)/random_vectors --overwrite
+	$(PY) main/evaluate.py --vectors=$(DEMO_DIR)/vectors --name=sumn_mhop \
+		--baseline_vectors random_encoder=$(DEMO_DIR)/random_vectors \
+		--labels=$(DEMO_DIR)/tables/labels.parquet --tables=$(DEMO_DIR)/tables \
+		--output_dir=$(DEMO_DIR)/evaluation
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

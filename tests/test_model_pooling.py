@@ -125,8 +125,10 @@ def test_mean_pooling_is_mean_over_present_behaviours():
         np.testing.assert_allclose(user_vectors[user, 0], behaviours[user][mask[user]].mean(axis=0), rtol=1e-5)
 
 
-def test_multi_hop_pooling_matches_the_sumn_recurrence():
-    pooling = MultiHopPooling(MODEL_DIM, num_hops=NUM_HOPS)
+@pytest.mark.parametrize("scale_scores", [True, False], ids=["scaled", "sumn_unscaled"])
+def test_multi_hop_pooling_matches_the_sumn_recurrence(scale_scores):
+    pooling = MultiHopPooling(MODEL_DIM, num_hops=NUM_HOPS, scale_scores=scale_scores)
+    scale = MODEL_DIM ** -0.5 if scale_scores else 1.0
     behaviours, mask = behaviours_and_mask()
     user_vectors = pooling(behaviours, mask).numpy()
 
@@ -140,7 +142,7 @@ def test_multi_hop_pooling_matches_the_sumn_recurrence():
     state_sum = np.broadcast_to(pooling.initial_state.numpy(), (len(mask), MODEL_DIM))
     query = state_sum
     for hop in range(NUM_HOPS):
-        scores = np.einsum("bld,bd->bl", keys, query) - 1e8 * (1 - mask)
+        scores = scale * np.einsum("bld,bd->bl", keys, query) - 1e8 * (1 - mask)
         weights = np.exp(scores - scores.max(-1, keepdims=True))
         weights = weights / weights.sum(-1, keepdims=True) * mask  # an empty user reads nothing
         state_sum = state_sum + np.einsum("bl,bld->bd", weights, values)
