@@ -5,7 +5,9 @@ from keras import ops
 
 from model.input_checks import as_bool_mask
 from model.input_checks import check_pooling_inputs
-from model.pooling.masking import masked_softmax
+from model.pooling.masking import present_rows
+from model.pooling.masking import present_softmax
+from model.pooling.masking import sum_by_user
 
 
 @keras.saving.register_keras_serializable(package="uur")
@@ -77,7 +79,9 @@ class GruHopPooling(keras.layers.Layer):
         """
         check_pooling_inputs(behaviours, behaviour_mask, self.model_dim)
         mask = as_bool_mask(behaviour_mask)
-        projected_behaviours = self.behaviour_score_projection(behaviours)
+        # Scores and read-outs over the present behaviours only (see present_rows).
+        rows, slots, users = present_rows(behaviours, mask)  # rows: [num_present, model_dim]
+        projected_rows = self.behaviour_score_projection(rows)
 
         batch_size = ops.shape(behaviours)[0]
         state = ops.broadcast_to(
@@ -85,10 +89,11 @@ class GruHopPooling(keras.layers.Layer):
         )
         hops = []
         for _ in range(self.num_hops):
-            hidden = ops.tanh(projected_behaviours + ops.expand_dims(self.state_score_projection(state), 1))
+            state_part = ops.take(self.state_score_projection(state), users, axis=0)
+            hidden = ops.tanh(projected_rows + state_part)  # [num_present, model_dim]
             scores = ops.squeeze(self.score_output(hidden), -1)
-            weights = ops.cast(masked_softmax(scores, mask), behaviours.dtype)
-            gru_input = ops.einsum("bl,bld->bd", weights, behaviours)
+            weights = ops.cast(present_softmax(scores, slots, mask), behaviours.dtype)
+            gru_input = sum_by_user(ops.expand_dims(weights, -1) * rows, users, batch_size)
             state, _ = self.gru_cell(gru_input, [state])
             hops.append(state)
         return ops.stack(hops, axis=1)
