@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from data_dumper import schema
+from data_loader.batch_format import cut_into_batches
 from data_loader.batch_format import finish_batch
 from util.errors import UserInputError
 
@@ -89,22 +90,29 @@ def _record_tables(files, columns, options, rng):
             return
 
 
-def _cut_batches(table, options, rng):
-    """Splits a shuffled table into ``batch_size`` slices (grouped by length if asked)."""
-    if options.group_by_length and table.num_rows > options.batch_size:
+def _batch_starts(table, options, rng):
+    """The table (sorted by history length when grouping) and the first row of each batch, in order."""
+    if options.shuffle and options.group_by_length and table.num_rows > options.batch_size:
         lengths = pc.list_value_length(table.column(schema.HISTORY)).to_numpy(zero_copy_only=False)
         table = table.take(pa.array(np.argsort(lengths, kind="stable")))
         starts = rng.permutation(np.arange(0, table.num_rows, options.batch_size))
     else:
-        starts = range(0, table.num_rows, options.batch_size)
-    for start in starts:
-        yield table.slice(start, options.batch_size)
+        starts = np.arange(0, table.num_rows, options.batch_size)
+    return table, starts.astype(np.int64)
 
 
-def _batch_tables(files, options, rng):
-    """Yields arrow tables of exactly ``batch_size`` rows (the last may be short)."""
+def _chunk_tables(files, options, rng):
+    """Yields (arrow table, first row of each batch): many batches at a time.
+
+    A chunk crosses into TensorFlow as ONE generator element, is finished
+    there by one ``finish_batch`` and cut into batches by
+    ``batch_format.cut_into_batches``: a Python round trip and ~50 small TF
+    ops per batch cost more than reading the batch's bytes.
+    """
     columns = _columns(options.reads_targets)
     buffer_rows = max(options.shuffle_buffer, options.batch_size) if options.shuffle else options.batch_size
+    if not options.shuffle:
+        buffer_rows = max(buffer_rows, _READ_ROWS)  # still a record batch's rows per chunk
     pending = []
     pending_rows = 0
     for table in _record_tables(files, columns, options, rng):
@@ -116,14 +124,19 @@ def _batch_tables(files, options, rng):
         if options.shuffle:
             merged = merged.take(pa.array(rng.permutation(merged.num_rows)))
         usable = merged.num_rows - merged.num_rows % options.batch_size
-        yield from _cut_batches(merged.slice(0, usable), options, rng)
+        if usable:
+            yield _batch_starts(merged.slice(0, usable), options, rng)
         rest = merged.slice(usable)
         pending, pending_rows = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
-    if pending_rows and not options.drop_remainder:
+    if pending_rows:
         merged = pa.concat_tables(pending)
         if options.shuffle:
             merged = merged.take(pa.array(rng.permutation(merged.num_rows)))
-        yield merged
+        usable = merged.num_rows
+        if options.drop_remainder:
+            usable -= usable % options.batch_size
+        if usable:  # the last batch may be short, never longer than batch_size
+            yield _batch_starts(merged.slice(0, usable), options, rng)
 
 
 def parquet_dataset(files, options):
@@ -138,17 +151,17 @@ def parquet_dataset(files, options):
 
     def generate():
         rng = np.random.default_rng(options.seed)
-        for table in _batch_tables(files, options, rng):
-            yield _components(table, with_target)
+        for table, starts in _chunk_tables(files, options, rng):
+            yield (starts,) + _components(table, with_target)
 
     int64 = tf.TensorSpec([None], tf.int64)
     int32 = tf.TensorSpec([None], tf.int32)
-    signature = (tf.TensorSpec([], tf.string), int64, int64, int64, int32)
+    signature = (int64, tf.TensorSpec([], tf.string), int64, int64, int64, int32)
     if with_target:
         signature += (int64, int32, int32)
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
 
-    def assemble(id_blob, id_offsets, outer_splits, inner_splits, words, *target_parts):
+    def assemble(starts, id_blob, id_offsets, outer_splits, inner_splits, words, *target_parts):
         ids = tf.strings.substr(id_blob, id_offsets[:-1], id_offsets[1:] - id_offsets[:-1])
         history = tf.RaggedTensor.from_nested_row_splits(
             words, [outer_splits, inner_splits], validate=False)
@@ -157,11 +170,12 @@ def parquet_dataset(files, options):
             target_splits, target_values, count_values = target_parts
             target_words = tf.RaggedTensor.from_row_splits(target_values, target_splits, validate=False)
             target_counts = tf.RaggedTensor.from_row_splits(count_values, target_splits, validate=False)
-        return finish_batch(
+        return starts, finish_batch(
             ids, history, target_words, target_counts,
             max_behaviours=options.max_behaviours, max_words=options.max_words,
             max_targets=options.max_targets,
             random_target_fraction=options.random_target_fraction, seed=options.seed,
             weighted_target=options.weighted_target)
 
-    return dataset.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    chunks = dataset.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return chunks.flat_map(lambda starts, chunk: cut_into_batches(chunk, starts, options.batch_size))
