@@ -1,0 +1,42 @@
+"""What the benchmark scripts share: quiet TensorFlow, repeated timing, and output.
+
+The machines these run on are shared and noisy, so every script measures a
+thing and its baseline in the same process, repeats both, and reports the
+median and the ratio of medians (DESIGN.md, "Performance principles").
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK_DIR = os.path.join(REPO_ROOT, "bench", "work")  # git-ignored
+
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+
+def median_seconds(run, repeats):
+    """Runs ``run()`` ``repeats`` times; returns (median seconds, every time in seconds)."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), times
+
+
+def print_table(header, rows):
+    """Prints rows (lists of str) under a header as aligned columns."""
+    widths = [max(len(str(row[index])) for row in [header, *rows]) for index in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).rjust(width) for cell, width in zip(row, widths)))
+
+
+def print_json(payload):
+    """One JSON document on stdout (for ``--json``)."""
+    print(json.dumps(payload, indent=2, sort_keys=True))
