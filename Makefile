@@ -18,12 +18,14 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# Build the demo tables, pretrain SUMN (mhop), write every user's vector and a
+# Build the demo tables, pretrain SUMN (mhop; fresh random windows per batch,
+# which a 3,000-user data set needs), write every user's vector and a
 # random-encoder baseline's, then probe both for the planted traits.
 demo: $(STAMP)
 	$(PY) main/build_tables.py --demo --output_dir=$(DEMO_DIR)/tables --overwrite
 	$(PY) main/train.py --tables=$(DEMO_DIR)/tables --checkpoint_dir=$(DEMO_DIR)/sumn \
-		--pooling=mhop --max_steps=$(DEMO_STEPS) --snapshot=$(DEMO_STEPS) --log_every=100 --overwrite
+		--pooling=mhop --random_target_fraction=0.2 --max_steps=$(DEMO_STEPS) \
+		--snapshot=$(DEMO_STEPS) --log_every=100 --overwrite
 	$(PY) main/inference.py --checkpoint_dir=$(DEMO_DIR)/sumn --outputs=$(DEMO_DIR)/vectors --overwrite
 	$(PY) main/inference.py --checkpoint_dir=$(DEMO_DIR)/sumn --random_init \
 		--outputs=$(DEMO_DIR)/random_vectors --overwrite
