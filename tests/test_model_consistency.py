@@ -1,6 +1,5 @@
 """The behavioural-consistency objective: MLP decoder and soft-target cross-entropy."""
 
-import contextlib
 
 import keras
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 from model.consistency_decoder import BehaviouralConsistencyDecoder
 from model.consistency_loss import behavioural_consistency_loss
 from model.consistency_loss import per_hop_consistency_loss
+from keras_helpers import global_policy
 
 VOCABULARY_SIZE = 11
 MODEL_DIM = 6
@@ -17,16 +17,6 @@ MODEL_DIM = 6
 @pytest.fixture(autouse=True)
 def seed():
     keras.utils.set_random_seed(1234)
-
-
-@contextlib.contextmanager
-def global_policy(name):
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def user_vectors(batch_size=3, num_hops=2):

@@ -1,6 +1,5 @@
 """Pooling strategies: shapes, mask invariance, empty users, registry, serialization."""
 
-import contextlib
 
 import keras
 import numpy as np
@@ -13,6 +12,7 @@ from model.pooling import MeanPooling
 from model.pooling import MultiHopPooling
 from model.pooling import make_pooling
 from util.errors import UserInputError
+from keras_helpers import global_policy
 
 MODEL_DIM = 6
 NUM_HOPS = 3
@@ -23,16 +23,6 @@ EXPECTED_HOPS = {"max": 1, "mean": 1, "mhop": NUM_HOPS, "gruhop": NUM_HOPS}
 @pytest.fixture(autouse=True)
 def seed():
     keras.utils.set_random_seed(1234)
-
-
-@contextlib.contextmanager
-def global_policy(name):
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def behaviours_and_mask(batch_size=4, max_len=5, seed=0):

@@ -1,6 +1,5 @@
 """SumnModel end to end: shapes, padding invariance, empty users, gradients, saving, mixed precision."""
 
-import contextlib
 
 import keras
 import numpy as np
@@ -12,6 +11,7 @@ from model import behavioural_consistency_loss
 from model import history_to_model_inputs
 from model.pooling import POOLING_STRATEGIES
 from util.errors import UserInputError
+from keras_helpers import global_policy
 
 VOCABULARY_SIZE = 40
 SMALL = {"word_emb_dim": 8, "model_dim": 6, "num_hops": 3, "mlp_layers": (10,), "dropout_rate": 0.1}
@@ -29,16 +29,6 @@ LONG_USER = [[20 + (i % 15)] for i in range(9)]
 @pytest.fixture(autouse=True)
 def seed():
     keras.utils.set_random_seed(1234)
-
-
-@contextlib.contextmanager
-def global_policy(name):
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def inputs_for(users):
