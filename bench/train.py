@@ -29,12 +29,10 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
-import time
 
-from common import print_json, print_table  # also sets up sys.path and quiets TensorFlow
+from common import median_seconds, print_json, print_table  # also sets up sys.path and quiets TensorFlow
 
 GOAL_RATIO = 0.25
 GOAL_PEAK_GB = 4.0
@@ -107,15 +105,10 @@ def synthetic_batch(flags, behaviours, rng):
 
 
 def timed(run, warmup, repeats):
-    """Median seconds of ``run()`` (which must block until its work is done)."""
+    """Median seconds of ``run()`` (which must block until its work is done) after warm-up."""
     for _ in range(warmup):
         run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), times
+    return median_seconds(run, repeats)
 
 
 def matmul_flops_per_second(flags, dtype):
