@@ -30,6 +30,7 @@ ids, vectors, lengths = fmt.read(path)
 ```
 """
 
+import abc
 import contextlib
 import glob
 import os
@@ -103,8 +104,10 @@ def _check_text_safe(ids, forbidden, where):
                 f"text; choose --output_format=parquet or tfrecord")
 
 
-class _ShardWriter:
+class _ShardWriter(abc.ABC):
     """Writes one output shard under temporary names; ``commit`` renames them into place.
+
+    Each output format subclasses it and implements ``_write``.
 
     Used as a context manager: leaving the block normally commits, an
     exception removes every temporary file and leaves no output behind.
@@ -127,8 +130,9 @@ class _ShardWriter:
         self._write(ids, vectors, lengths)
         self.rows += len(vectors)
 
+    @abc.abstractmethod
     def _write(self, ids, vectors, lengths):
-        raise NotImplementedError
+        """Appends checked users to the temporary file(s) of this format."""
 
     def _close(self):
         """Finishes the temporary files (flush, headers); called before renaming."""
