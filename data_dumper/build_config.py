@@ -48,6 +48,8 @@ class BuildConfig:
     max_query_per_week: int = 900
     max_words_per_query: int = 24
     target_length: int = 500
+    # Item sequences (sequences/ table).
+    max_items_per_user: int = 200
     # Vocabulary.
     min_count: int = 1
     max_vocabulary: Optional[int] = None
@@ -113,7 +115,7 @@ class BuildConfig:
             raise UserInputError("--split_time is empty; give a value of the log's order column.")
         for flag in (
             "max_query_per_week", "max_words_per_query", "target_length", "min_count", "num_shards",
-            "demo_users",
+            "demo_users", "max_items_per_user",
         ):
             if getattr(self, flag) < 1:
                 raise UserInputError(f"--{flag}={getattr(self, flag)} must be at least 1.")

@@ -2,7 +2,8 @@
 
 ``build_tables(config)`` runs the stages in order: read the behaviours (demo,
 MovieLens or a generic log) into DuckDB, give items their words, build the
-vocabulary, cut each user's windows, then write vocabulary, shards, labels and
+vocabulary and the item index, cut each user's windows, then write vocabulary,
+item index, shards (training, inference and item sequences), labels and
 manifest into a temporary folder that replaces ``--output_dir`` only when all is
 written (``util.atomic.atomic_directory``). Inputs are read and checked before
 anything is written, so a bad input leaves ``--output_dir`` untouched.
@@ -21,6 +22,7 @@ from data_dumper import (
     duckdb_session,
     movielens,
     schema,
+    sequences,
     table_writer,
     vocabulary,
     windows,
@@ -101,8 +103,10 @@ def build_tables(config, log=print):
         ) from error
     log(
         f"done in {time.perf_counter() - started:.1f} s: {manifest['num_training_users']:,} training "
-        f"and {manifest['num_inference_users']:,} inference users, vocabulary "
-        f"{manifest['vocabulary_size']:,}, {manifest['num_events']:,} behaviours -> {config.output_dir}"
+        f"and {manifest['num_inference_users']:,} inference users, "
+        f"{manifest['num_sequence_users']:,} item sequences, vocabulary "
+        f"{manifest['vocabulary_size']:,}, {manifest['num_item_ids']:,} item ids, "
+        f"{manifest['num_events']:,} behaviours -> {config.output_dir}"
     )
     return manifest
 
@@ -127,6 +131,12 @@ def _build(config, con, log, started):
         f"--max_vocabulary map to <oov>) ({time.perf_counter() - started:.1f} s)"
     )
 
+    item_index = sequences.build_item_index(con)
+    log(
+        f"item index: {item_index.num_item_ids:,} ids ({item_index.num_items:,} items, most "
+        f"frequent first, after <pad>, <mask>, <cls>)"
+    )
+
     prepared = windows.create_windows(
         con,
         config.max_query_per_week,
@@ -144,9 +154,16 @@ def _build(config, con, log, started):
         f"({time.perf_counter() - started:.1f} s)"
     )
 
+    item_sequences = sequences.create_sequences(con, config.max_items_per_user)
+    log(
+        f"item sequences: {item_sequences.num_users:,} users with a history, the "
+        f"{config.max_items_per_user:,} most recent items each (--max_items_per_user)"
+    )
+
     log(f"writing {config.num_shards} {config.format} shards per table to {config.output_dir}")
     with atomic_directory(config.output_dir) as staging:
         vocabulary.write_vocabulary(con, os.path.join(staging, schema.VOCABULARY_FILE))
+        sequences.write_item_index(con, os.path.join(staging, schema.ITEM_INDEX_FILE))
         train_files = table_writer.write_table_shards(
             con, prepared.training_rows_sql, schema.TRAINING_SCHEMA,
             os.path.join(staging, schema.TRAIN_SUBDIR), config.num_shards, config.format,
@@ -155,13 +172,19 @@ def _build(config, con, log, started):
             con, prepared.inference_rows_sql, schema.INFERENCE_SCHEMA,
             os.path.join(staging, schema.INFERENCE_SUBDIR), config.num_shards, config.format,
         )
+        sequence_files = table_writer.write_table_shards(
+            con, item_sequences.rows_sql, schema.SEQUENCE_SCHEMA,
+            os.path.join(staging, schema.SEQUENCES_SUBDIR), config.num_shards, config.format,
+        )
         if loaded.labels is not None:
             table_writer.write_labels(loaded.labels, os.path.join(staging, schema.LABELS_FILE))
-        manifest = _manifest(
-            config, loaded, sizes, vocab, window_stats,
-            [f"{schema.TRAIN_SUBDIR}/{name}" for name in train_files],
-            [f"{schema.INFERENCE_SUBDIR}/{name}" for name in inference_files],
-        )
+        files = {
+            schema.TRAIN_SUBDIR: [f"{schema.TRAIN_SUBDIR}/{name}" for name in train_files],
+            schema.INFERENCE_SUBDIR: [f"{schema.INFERENCE_SUBDIR}/{name}" for name in inference_files],
+            schema.SEQUENCES_SUBDIR: [f"{schema.SEQUENCES_SUBDIR}/{name}" for name in sequence_files],
+        }
+        manifest = _manifest(config, loaded, sizes, vocab, window_stats, item_index, item_sequences,
+                             files)
         write_text_atomically(
             os.path.join(staging, schema.MANIFEST_FILE), json.dumps(manifest, indent=2) + "\n"
         )
@@ -176,25 +199,29 @@ def _source_name(config):
     return "the built-in demo generator"
 
 
-def _manifest(config, loaded, sizes, vocab, window_stats, train_files, inference_files):
+def _manifest(config, loaded, sizes, vocab, window_stats, item_index, item_sequences, files):
     return {
         "schema_version": schema.SCHEMA_VERSION,
         "source": loaded.description,
         "format": config.format,
         "vocabulary_file": schema.VOCABULARY_FILE,
         "vocabulary_size": vocab.size,
+        "item_index_file": schema.ITEM_INDEX_FILE,
+        "num_item_ids": item_index.num_item_ids,
         "num_users": sizes.num_users,
         "num_items": sizes.num_items,
         "num_events": sizes.num_events,
         "num_training_users": window_stats.num_training_users,
         "num_inference_users": window_stats.num_inference_users,
+        "num_sequence_users": item_sequences.num_users,
         "skipped_users": {
             "empty_history": window_stats.num_empty_history,
             "empty_target": window_stats.num_empty_target,
             "why": (
                 "left out of the training table: empty_history = no behaviour before the split "
                 "point; empty_target = no target word after it (no behaviour, or only <oov> words). "
-                "The inference table keeps every user."
+                "The inference table keeps every user; the sequences table every user with a "
+                "history (its target_items may be empty)."
             ),
         },
         "words": {
@@ -203,8 +230,8 @@ def _manifest(config, loaded, sizes, vocab, window_stats, train_files, inference
             "distinct": vocab.num_distinct_words,
             "distinct_oov": vocab.num_oov_words,
         },
-        "num_shards": {schema.TRAIN_SUBDIR: len(train_files), schema.INFERENCE_SUBDIR: len(inference_files)},
-        "files": {schema.TRAIN_SUBDIR: train_files, schema.INFERENCE_SUBDIR: inference_files},
+        "num_shards": {subdir: len(names) for subdir, names in files.items()},
+        "files": files,
         "labels_file": schema.LABELS_FILE if loaded.labels is not None else None,
         "flags": config.as_flags(),
     }

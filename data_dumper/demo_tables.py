@@ -18,7 +18,9 @@ def ensure_demo_tables(output_dir, log=print):
     Returns:
         ``output_dir``.
     """
-    if os.path.exists(os.path.join(output_dir, schema.MANIFEST_FILE)):
+    # A cache built by an older version lacks the sequence table: rebuild it.
+    if os.path.isdir(os.path.join(output_dir, schema.SEQUENCES_SUBDIR)) and os.path.exists(
+            os.path.join(output_dir, schema.MANIFEST_FILE)):
         return output_dir
     log(f"no --tables given: building the demo tables into {output_dir}")
     build_tables(BuildConfig(output_dir=output_dir, demo=True, overwrite=True), log=log)

@@ -1,11 +1,12 @@
-"""Writes one table (training or inference) as shard files: Parquet or TFRecord.
+"""Writes one table (training, inference or sequences) as shard files: Parquet or TFRecord.
 
 Rows stream out of DuckDB shard by shard as Arrow record batches, in the order
 the query fixes, so the files are the same on every run. Each shard is written
 under a temporary name and renamed. Parquet shards carry exactly
-``schema.TRAINING_SCHEMA`` / ``schema.INFERENCE_SCHEMA``; TFRecord shards hold
-one ``tf.train.Example`` per row, flattened as ``data_dumper/schema.py``
-documents. TensorFlow is imported only for TFRecord.
+``schema.TRAINING_SCHEMA`` / ``schema.INFERENCE_SCHEMA`` /
+``schema.SEQUENCE_SCHEMA``; TFRecord shards hold one ``tf.train.Example`` per
+row, flattened as ``data_dumper/schema.py`` documents. TensorFlow is imported
+only for TFRecord.
 """
 
 import os
@@ -28,7 +29,8 @@ def write_table_shards(con, shard_rows_sql, table_schema, folder, num_shards, fi
       con: a DuckDB connection.
       shard_rows_sql: ``shard index -> SQL`` yielding that shard's rows with the
         columns of ``table_schema``, in a fixed order.
-      table_schema: ``schema.TRAINING_SCHEMA`` or ``schema.INFERENCE_SCHEMA``.
+      table_schema: ``schema.TRAINING_SCHEMA``, ``schema.INFERENCE_SCHEMA`` or
+        ``schema.SEQUENCE_SCHEMA``.
       folder: where the shards go (created if needed).
       num_shards: number of shard files; a shard without users is still written (empty).
       file_format: ``schema.PARQUET`` or ``schema.TFRECORD``.
@@ -46,7 +48,7 @@ def write_table_shards(con, shard_rows_sql, table_schema, folder, num_shards, fi
             if file_format == schema.PARQUET:
                 _write_parquet(batches, table_schema, temporary)
             else:
-                _write_tfrecord(batches, temporary)
+                _write_tfrecord(batches, temporary, table_schema)
         names.append(name)
     return names
 
@@ -64,42 +66,71 @@ def _offsets(lengths):
     return offsets.tolist()  # plain ints: the per-row slicing below is Python
 
 
-def _write_tfrecord(batches, path):
+def _write_tfrecord(batches, path, table_schema):
     import tensorflow as tf  # Only TFRecord output needs TensorFlow (a slow import).
 
-    def int64_feature(values):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
+    examples = _sequence_examples if schema.ITEMS in table_schema.names else _behaviour_examples
     with tf.io.TFRecordWriter(path) as writer:
         for batch in batches:
-            # Flatten the nested lists once per batch with Arrow; per row only slice.
-            history = batch.column(schema.HISTORY)
-            user_offsets = _offsets(pc.list_value_length(history).to_numpy())
-            behaviours = pc.list_flatten(history)
-            word_counts = pc.list_value_length(behaviours).to_numpy()
-            word_offsets = _offsets(word_counts)
-            words = pc.list_flatten(behaviours).to_numpy().tolist()
-            word_counts = word_counts.tolist()
-            has_target = schema.TARGET_WORDS in batch.schema.names
-            if has_target:
-                target = batch.column(schema.TARGET_WORDS)
-                target_offsets = _offsets(pc.list_value_length(target).to_numpy())
-                target_words = pc.list_flatten(target).to_numpy().tolist()
-                target_counts = pc.list_flatten(batch.column(schema.TARGET_COUNTS)).to_numpy().tolist()
-            ids = batch.column(schema.ID).to_pylist()
-            for row, user_id in enumerate(ids):
-                first, last = user_offsets[row], user_offsets[row + 1]
-                feature = {
-                    schema.ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[user_id.encode("utf-8")])),
-                    schema.HISTORY_WORDS: int64_feature(words[word_offsets[first]:word_offsets[last]]),
-                    schema.HISTORY_WORD_COUNTS: int64_feature(word_counts[first:last]),
-                }
-                if has_target:
-                    start, end = target_offsets[row], target_offsets[row + 1]
-                    feature[schema.TARGET_WORDS] = int64_feature(target_words[start:end])
-                    feature[schema.TARGET_COUNTS] = int64_feature(target_counts[start:end])
-                example = tf.train.Example(features=tf.train.Features(feature=feature))
+            for example in examples(batch, tf):
                 writer.write(example.SerializeToString())
+
+
+def _int64_feature(tf, values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def _bytes_feature(tf, text):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode("utf-8")]))
+
+
+def _sequence_examples(batch, tf):
+    """Yields one ``tf.train.Example`` per row of a sequence-table batch."""
+    # Flatten once per batch with Arrow; per row only slice.
+    items = batch.column(schema.ITEMS)
+    item_offsets = _offsets(pc.list_value_length(items).to_numpy())
+    item_values = pc.list_flatten(items).to_numpy().tolist()
+    targets = batch.column(schema.TARGET_ITEMS)
+    target_offsets = _offsets(pc.list_value_length(targets).to_numpy())
+    target_values = pc.list_flatten(targets).to_numpy().tolist()
+    for row, user_id in enumerate(batch.column(schema.ID).to_pylist()):
+        feature = {
+            schema.ID: _bytes_feature(tf, user_id),
+            schema.ITEMS: _int64_feature(tf, item_values[item_offsets[row]:item_offsets[row + 1]]),
+            schema.TARGET_ITEMS: _int64_feature(
+                tf, target_values[target_offsets[row]:target_offsets[row + 1]]),
+        }
+        yield tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def _behaviour_examples(batch, tf):
+    """Yields one ``tf.train.Example`` per row of a training or inference batch."""
+    # Flatten the nested lists once per batch with Arrow; per row only slice.
+    history = batch.column(schema.HISTORY)
+    user_offsets = _offsets(pc.list_value_length(history).to_numpy())
+    behaviours = pc.list_flatten(history)
+    word_counts = pc.list_value_length(behaviours).to_numpy()
+    word_offsets = _offsets(word_counts)
+    words = pc.list_flatten(behaviours).to_numpy().tolist()
+    word_counts = word_counts.tolist()
+    has_target = schema.TARGET_WORDS in batch.schema.names
+    if has_target:
+        target = batch.column(schema.TARGET_WORDS)
+        target_offsets = _offsets(pc.list_value_length(target).to_numpy())
+        target_words = pc.list_flatten(target).to_numpy().tolist()
+        target_counts = pc.list_flatten(batch.column(schema.TARGET_COUNTS)).to_numpy().tolist()
+    for row, user_id in enumerate(batch.column(schema.ID).to_pylist()):
+        first, last = user_offsets[row], user_offsets[row + 1]
+        feature = {
+            schema.ID: _bytes_feature(tf, user_id),
+            schema.HISTORY_WORDS: _int64_feature(tf, words[word_offsets[first]:word_offsets[last]]),
+            schema.HISTORY_WORD_COUNTS: _int64_feature(tf, word_counts[first:last]),
+        }
+        if has_target:
+            start, end = target_offsets[row], target_offsets[row + 1]
+            feature[schema.TARGET_WORDS] = _int64_feature(tf, target_words[start:end])
+            feature[schema.TARGET_COUNTS] = _int64_feature(tf, target_counts[start:end])
+        yield tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 def write_labels(labels, path):

@@ -1,9 +1,9 @@
 """Resolves a ``--tables`` argument into shard files, their format and their manifest.
 
 ``--tables`` accepts what users naturally pass: a table folder written by
-``main/build_tables.py`` (its ``train/`` or ``inference/`` subfolder, or the
-folder holding both, from which ``default_subdir`` is taken), a glob, a single
-shard, or a comma-separated list of any of these.
+``main/build_tables.py`` (its ``train/``, ``inference/`` or ``sequences/``
+subfolder, or the folder holding them, from which ``default_subdir`` is
+taken), a glob, a single shard, or a comma-separated list of any of these.
 """
 
 import dataclasses
@@ -40,6 +40,13 @@ class TableFiles:
             return None
         return self.manifest.get("vocabulary_size")
 
+    @property
+    def num_item_ids(self):
+        """The item index size recorded in the manifest (3 special ids included), or None."""
+        if self.manifest is None:
+            return None
+        return self.manifest.get("num_item_ids")
+
 
 def _expand_one(entry, default_subdir, flag):
     if os.path.isdir(entry):
@@ -51,6 +58,10 @@ def _expand_one(entry, default_subdir, flag):
             if not name.startswith(".") and os.path.splitext(name)[1] in _SUFFIX_TO_FORMAT
         ]
         if not found:
+            if default_subdir and os.path.exists(os.path.join(entry, schema.MANIFEST_FILE)):
+                raise UserInputError(
+                    f"{flag}: table folder {entry} has no {default_subdir}/ table (built by an "
+                    f"older version?); rebuild it with main/build_tables.py")
             raise UserInputError(f"{flag}: folder {entry} holds no .parquet or .tfrecord shards")
         return found
     if any(char in entry for char in "*?["):
@@ -83,7 +94,8 @@ def resolve_table_files(spec, default_subdir=schema.TRAIN_SUBDIR, flag="--tables
     Args:
         spec: a folder, glob, file, or comma-separated list of them.
         default_subdir: which table of a full table folder to take
-            (``"train"`` for training, ``"inference"`` for inference).
+            (``"train"`` for training, ``"inference"`` for inference,
+            ``"sequences"`` for item-sequence models).
         flag: the flag name used in error messages.
 
     Raises:

@@ -3,8 +3,11 @@
 Every problem is a ``UserInputError`` naming the file and the column (and the
 row where it is known): an empty or truncated file, a missing column, a wrong
 type, a negative word id, a word id outside the vocabulary, an inconsistent
-``history_length``, an empty table. Checks are vectorised (pyarrow compute,
-or one batched ``tf.io.parse_example`` pass for TFRecord).
+``history_length``, an empty table. ``validate_sequence_table`` does the same
+for item-sequence tables: item indices outside the item index, special tokens
+(``<pad>``, ``<mask>``, ``<cls>``) where real items belong, an inconsistent
+``items_length``. Checks are vectorised (pyarrow compute, or one batched
+``tf.io.parse_example`` pass for TFRecord).
 """
 
 import os
@@ -220,4 +223,119 @@ def validate_table(table_files, with_target, vocabulary_size=None):
     if total == 0:
         names = ", ".join(table_files.files[:3]) + ("..." if len(table_files.files) > 3 else "")
         raise UserInputError(f"the table is empty: no rows in {names}")
+    return total
+
+
+# ---- item-sequence tables -----------------------------------------------------------------
+
+_EMPTY_ITEMS = ("every user of a sequence table has at least one history item; is this the "
+                "sequences/ table of a table folder?")
+
+
+def _check_item_indices(path, column, values, row_of_value, num_item_ids):
+    """Raises for the first negative, out-of-range or special-token item index in ``values``."""
+    if values.size == 0:
+        return
+    bad = np.flatnonzero(values < 0)
+    if bad.size:
+        raise UserInputError(
+            f"file {path}, column {column}, row {int(row_of_value[bad[0]])}: negative item "
+            f"index {int(values[bad[0]])}")
+    if num_item_ids is not None:
+        bad = np.flatnonzero(values >= num_item_ids)
+        if bad.size:
+            raise UserInputError(
+                f"file {path}, column {column}, row {int(row_of_value[bad[0]])}: item index "
+                f"{int(values[bad[0]])} is outside the item index of {num_item_ids} ids "
+                f"(0..{num_item_ids - 1}); was the table built with another item index?")
+    bad = np.flatnonzero(values < schema.FIRST_ITEM_ID)
+    if bad.size:
+        value = int(values[bad[0]])
+        raise UserInputError(
+            f"file {path}, column {column}, row {int(row_of_value[bad[0]])}: item index {value} "
+            f"is the special token {schema.ITEM_SPECIAL_TOKENS[value]}; real items start at "
+            f"{schema.FIRST_ITEM_ID}")
+
+
+def _validate_sequence_parquet_file(path, num_item_ids):
+    expected = schema.SEQUENCE_SCHEMA
+    table = _parquet_rows(path, expected).combine_chunks()
+    for field in expected:
+        if table.column(field.name).null_count:
+            row = int(np.flatnonzero(
+                table.column(field.name).is_null().to_numpy(zero_copy_only=False))[0])
+            raise UserInputError(f"file {path}, column {field.name}, row {row}: value is missing (null)")
+    if not table.num_rows:
+        return 0
+    for column in (schema.ITEMS, schema.TARGET_ITEMS):
+        lists = table.column(column).chunk(0)
+        _check_item_indices(path, column, pc.list_flatten(lists).to_numpy(zero_copy_only=False),
+                            _row_of_each_value(lists), num_item_ids)
+    lengths = pc.list_value_length(table.column(schema.ITEMS).chunk(0)).to_numpy(zero_copy_only=False)
+    _check_no_empty_rows(path, schema.ITEMS, lengths, 0, _EMPTY_ITEMS)
+    stated = table.column(schema.ITEMS_LENGTH).to_numpy()
+    mismatch = np.flatnonzero(lengths != stated)
+    if mismatch.size:
+        row = int(mismatch[0])
+        raise UserInputError(
+            f"file {path}, column {schema.ITEMS_LENGTH}, row {row}: says {int(stated[row])} "
+            f"items but {schema.ITEMS} holds {int(lengths[row])}")
+    return table.num_rows
+
+
+def _validate_sequence_tfrecord_file(path, num_item_ids):
+    import tensorflow as tf
+
+    from data_loader.sequence_dataset import feature_spec, parse_sequence_examples
+
+    _check_not_empty_file(path)
+    rows = 0
+    records = tf.data.TFRecordDataset(path).batch(_TFRECORD_CHECK_BATCH)
+    records = records.map(lambda serialized: parse_sequence_examples(serialized, True))
+    try:
+        for chunk in records:
+            for column in (schema.ITEMS, schema.TARGET_ITEMS):
+                lists = chunk[column]
+                row_of_value = np.repeat(np.arange(lists.nrows()), lists.row_lengths().numpy())
+                _check_item_indices(path, column, lists.flat_values.numpy(), rows + row_of_value,
+                                    num_item_ids)
+            # Absent features parse as empty lists, so this also catches another
+            # table (training, inference) passed where the sequences are needed.
+            _check_no_empty_rows(path, schema.ITEMS, chunk[schema.ITEMS].row_lengths().numpy(),
+                                 rows, _EMPTY_ITEMS)
+            rows += int(chunk[schema.ITEMS].nrows())
+    except tf.errors.DataLossError:
+        raise UserInputError(
+            f"file {path} is truncated or corrupt (not a complete TFRecord file); "
+            f"{rows} rows were readable before the damage") from None
+    except tf.errors.InvalidArgumentError as error:
+        column = next((name for name in feature_spec(True) if f"Key: {name}" in error.message
+                       or f"Feature: {name}" in error.message or f"'{name}'" in error.message), None)
+        where = f", column {column}" if column else ""
+        first_line = error.message.strip().splitlines()[0]
+        raise UserInputError(
+            f"file {path}{where}: records after row {rows} do not match the sequence table "
+            f"schema ({first_line})") from None
+    return rows
+
+
+def validate_sequence_table(table_files, num_item_ids):
+    """Checks every shard of an item-sequence table; returns the number of rows.
+
+    Args:
+        table_files: a ``TableFiles`` of a ``sequences`` table.
+        num_item_ids: item indices must be below it (the model's item index
+            size, 3 special ids included); None skips that check.
+
+    Raises:
+        UserInputError: naming the file, column and row of the first problem.
+    """
+    validate_file = (_validate_sequence_parquet_file if table_files.file_format == schema.PARQUET
+                     else _validate_sequence_tfrecord_file)
+    total = 0
+    for path in table_files.files:
+        total += validate_file(path, num_item_ids)
+    if total == 0:
+        names = ", ".join(table_files.files[:3]) + ("..." if len(table_files.files) > 3 else "")
+        raise UserInputError(f"the sequence table is empty: no rows in {names}")
     return total

@@ -1,4 +1,4 @@
-"""Builds SUMN training and inference tables from a behaviour log.
+"""Builds SUMN training and inference tables, and the item-sequence table, from a behaviour log.
 
     python main/build_tables.py --demo --output_dir=runs/demo/tables
     python main/build_tables.py --movielens=../shared/data/ml-1m --output_dir=runs/ml1m/tables
@@ -6,8 +6,8 @@
         --items=items.csv --item_text_column=title --output_dir=runs/mine/tables
 
 Writes ``--output_dir`` as ``data_dumper/schema.py`` documents: vocabulary.txt,
-train/ and inference/ shards, labels.parquet (demo and MovieLens) and
-manifest.json. A bad flag or input prints ``error: ...`` and exits 2.
+items.txt, train/, inference/ and sequences/ shards, labels.parquet (demo and
+MovieLens) and manifest.json. A bad flag or input prints ``error: ...`` and exits 2.
 """
 
 import argparse
@@ -86,6 +86,11 @@ def parse_flags(argv=None):
                               "(default: %(default)s)")
     windows.add_argument("--target_length", type=int, default=500,
                          help="target words kept per user, the most frequent (default: %(default)s)")
+
+    sequences = parser.add_argument_group("item sequences (sequences/ table: PeterRec, NextItNet, GRec)")
+    sequences.add_argument("--max_items_per_user", type=int, default=200,
+                           help="history items kept per user in the sequences/ table, the most "
+                                "recent; independent of --max_query_per_week (default: %(default)s)")
 
     vocab = parser.add_argument_group("vocabulary")
     vocab.add_argument("--min_count", type=int, default=1,

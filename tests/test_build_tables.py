@@ -251,7 +251,7 @@ def test_shards_have_the_exact_schema_and_deal_users_round_robin(tmp_path, hand_
     shard_users = [pq.read_table(os.path.join(folder, path))[schema.ID].to_pylist()
                    for path in manifest["files"][schema.INFERENCE_SUBDIR]]
     assert shard_users == [["1", "3"], ["2"]]
-    assert manifest["num_shards"] == {"train": 2, "inference": 2}
+    assert manifest["num_shards"] == {"train": 2, "inference": 2, "sequences": 2}
 
 
 def test_manifest_records_sizes_and_flags(tmp_path, hand_made):
@@ -265,7 +265,8 @@ def test_manifest_records_sizes_and_flags(tmp_path, hand_made):
     assert manifest["flags"]["target_fraction"] == 0.2
     assert manifest["labels_file"] is None
     assert not os.path.exists(os.path.join(folder, schema.LABELS_FILE))
-    assert sorted(os.listdir(folder)) == ["inference", "manifest.json", "train", "vocabulary.txt"]
+    assert sorted(os.listdir(folder)) == [
+        "inference", "items.txt", "manifest.json", "sequences", "train", "vocabulary.txt"]
 
 
 def test_csv_log_and_token_column(tmp_path):

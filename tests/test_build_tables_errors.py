@@ -204,4 +204,5 @@ def test_cli_builds_a_small_demo(tmp_path, repo_root):
     result = run_cli(repo_root, "--demo", "--demo_users=60", "--num_shards=2", f"--output_dir={output}")
     assert result.returncode == 0, result.stderr
     assert "done in" in result.stdout and "60 training" in result.stdout
-    assert sorted(os.listdir(output)) == ["inference", "labels.parquet", "manifest.json", "train", "vocabulary.txt"]
+    assert sorted(os.listdir(output)) == [
+        "inference", "items.txt", "labels.parquet", "manifest.json", "sequences", "train", "vocabulary.txt"]
