@@ -30,6 +30,7 @@ from data_loader.user_vectors import read_user_vectors  # noqa: E402
 from util import downstream_probes as probes  # noqa: E402
 from util.cli import run_cli  # noqa: E402
 from util.errors import UserInputError  # noqa: E402
+from util.flag_types import positive_int  # noqa: E402
 
 CANONICAL = "canonical"
 SPLIT_COLUMN_PREFIX = "column:"
@@ -75,7 +76,7 @@ def parse_flags(argv):
                              "(default: %(default)s).")
     parser.add_argument("--seed", default=0, type=int,
                         help="seed of the CV folds, the MLP and the train-user sample (default: 0).")
-    parser.add_argument("--max_train_users", default=None, type=_positive_int,
+    parser.add_argument("--max_train_users", default=None, type=positive_int,
                         help="probe on at most this many train users, a seeded sample (default: all).")
     parser.add_argument("--output_dir", required=True,
                         help="folder for evaluation.json, evaluation.md and evaluation.png; required.")
@@ -274,16 +275,6 @@ def _c_grid(text):
     if not grid or min(grid) <= 0:
         raise argparse.ArgumentTypeError(f"expected positive numbers, got '{text}'")
     return grid
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return value
 
 
 if __name__ == "__main__":

@@ -29,16 +29,10 @@ from model.inference import batch_inference, restore
 from model.training.flags import DEFAULT_CHECKPOINT_DIR
 from util.cli import run_cli
 from util.errors import UserInputError
+from util.flag_types import positive_int
 from util.run_config import RUN_CONFIG_FILE, read_run_config
 
 PROJECTOR_SUBDIR = "projector"
-
-
-def _positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def inference_flag_parser():
@@ -68,13 +62,13 @@ def inference_flag_parser():
                       help="inference table: a folder from main/build_tables.py (its inference/ "
                            "table), a glob, or comma-separated shards; a training table works too "
                            f"(default: the inference table recorded in {RUN_CONFIG_FILE})")
-    data.add_argument("--max_query_per_week", type=_positive_int, default=None,
+    data.add_argument("--max_query_per_week", type=positive_int, default=None,
                       help=f"behaviours kept per history, the most recent (default: the training "
                            f"run's value in {RUN_CONFIG_FILE})")
-    data.add_argument("--max_words_per_query", type=_positive_int, default=None,
+    data.add_argument("--max_words_per_query", type=positive_int, default=None,
                       help=f"words kept per behaviour, the first ones (default: the training run's "
                            f"value in {RUN_CONFIG_FILE})")
-    data.add_argument("--batch_size", type=_positive_int, default=512,
+    data.add_argument("--batch_size", type=positive_int, default=512,
                       help="users encoded per batch (default: 512)")
 
     output = parser.add_argument_group("output")
@@ -91,7 +85,7 @@ def inference_flag_parser():
     output.add_argument("--projector", action="store_true",
                         help=f"also write a sample of vectors for TensorBoard's projector into "
                              f"<outputs>/{PROJECTOR_SUBDIR} (default: off)")
-    output.add_argument("--projector_sample", type=_positive_int, default=2000,
+    output.add_argument("--projector_sample", type=positive_int, default=2000,
                         help="users in the projector sample (default: 2000)")
     output.add_argument("--progress_seconds", type=float, default=5.0,
                         help="seconds between progress lines within a shard (default: 5)")
@@ -139,6 +133,11 @@ def main(argv=None):
         step, checkpoint = restore.checkpoint_for_step(flags.checkpoint_dir, flags.step)
         run_name = f"step-{step}"
     run_config = read_run_config(flags.checkpoint_dir, required=True)
+    if run_config.get("model", "sumn") != "sumn":
+        raise UserInputError(
+            f"--checkpoint_dir {flags.checkpoint_dir} holds a {run_config['model']} run; "
+            f"main/inference.py writes SUMN user vectors; fine-tune a {run_config['model']} "
+            f"backbone with main/finetune.py")
     tables = _inference_tables(flags, run_config)
     outputs = flags.outputs or os.path.join(flags.checkpoint_dir, "user_vectors", run_name)
     if os.path.exists(outputs) and not os.path.isdir(outputs):

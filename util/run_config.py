@@ -16,6 +16,7 @@ RUN_CONFIG_FILE = "model_arch.json"
 # Flags that change the shapes or meaning of checkpointed variables.
 ARCHITECTURE_KEYS = (
     "model", "num_vocabulary", "word_emb_dim", "model_dim", "mlp_layers", "pooling", "num_hops",
+    "num_item_ids", "dilations", "kernel_size",
 )
 
 
@@ -50,6 +51,8 @@ def architecture_changes(previous, current):
     """Architecture flags whose values differ: a list of (flag, previous, current)."""
     changes = []
     for key in ARCHITECTURE_KEYS:
-        if key in previous and key in current and previous[key] != current[key]:
+        # Compared as JSON: a tuple flag and the list model_arch.json stored are equal.
+        if key in previous and key in current and (
+                json.dumps(previous[key], default=str) != json.dumps(current[key], default=str)):
             changes.append((key, previous[key], current[key]))
     return changes

@@ -51,6 +51,33 @@ def training_run_config(flags, table_files, vocabulary_size, inference_tables=No
     return config
 
 
+def sequence_run_config(flags, table_files, num_item_ids):
+    """model_arch.json of a NextItNet/GRec run: every flag, the item index size, the manifest."""
+    config = {key: value for key, value in vars(flags).items()}
+    config["mlp_layers"] = list(flags.mlp_layers)
+    config["dilations"] = list(flags.dilations)
+    config["num_item_ids"] = int(num_item_ids)
+    config["tables"] = [os.path.abspath(path) for path in table_files.files]
+    config["table_format"] = table_files.file_format
+    config["tables_manifest"] = table_files.manifest
+    if table_files.manifest_path is not None:
+        config["tables_dir"] = os.path.dirname(os.path.abspath(table_files.manifest_path))
+    return config
+
+
+def resolve_num_item_ids(table_files):
+    """The item index size from the sequence table's manifest.
+
+    Raises:
+        UserInputError: the tables have no manifest with an item index.
+    """
+    if not table_files.num_item_ids:
+        raise UserInputError(
+            f"--tables: no manifest.json with num_item_ids beside {table_files.files[0]}; "
+            f"item-sequence models read a table folder written by main/build_tables.py")
+    return int(table_files.num_item_ids)
+
+
 def default_inference_tables(table_files):
     """The inference table that sits beside a training table, if any."""
     if table_files.manifest_path is None:
@@ -60,10 +87,12 @@ def default_inference_tables(table_files):
 
 
 def build_model(run_config):
-    """A ``SumnModel`` from a run configuration, its variables created.
+    """The model of a run configuration (SUMN, NextItNet or GRec), its variables created.
 
     Call inside ``strategy.scope()`` so variables are mirrored.
     """
+    if run_config.get("model", "sumn") != "sumn":
+        return build_sequence_model(run_config)
     model = SumnModel(
         vocabulary_size=run_config["num_vocabulary"],
         word_emb_dim=run_config["word_emb_dim"],
@@ -80,6 +109,26 @@ def build_model(run_config):
     return model
 
 
+def build_sequence_model(run_config):
+    """A ``SequencePretrainingModel`` from a run configuration, its variables created."""
+    # Imported on use: a SUMN run never loads the item-sequence layers.
+    from model.sequence.sequence_pretraining_model import (
+        CAUSAL_BY_MODEL,
+        SequencePretrainingModel,
+    )
+
+    model = SequencePretrainingModel(
+        num_item_ids=run_config["num_item_ids"],
+        model_dim=run_config["model_dim"],
+        dilations=tuple(run_config["dilations"]),
+        kernel_size=run_config["kernel_size"],
+        causal=CAUSAL_BY_MODEL[run_config["model"]],
+        dropout_rate=run_config["dropout_rate"],
+    )
+    model(tf.constant([[schema.FIRST_ITEM_ID] * 2], dtype=tf.int32))
+    return model
+
+
 def build_optimizer(learning_rate, mixed_precision, variables):
     """Adam (SUMN's optimizer), loss-scaled under float16, with its slots built."""
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
@@ -89,14 +138,17 @@ def build_optimizer(learning_rate, mixed_precision, variables):
     return optimizer
 
 
-def resolve_training_tables(tables_flag, ensure_demo_tables, demo_dir, whole_sequences=False):
+def resolve_training_tables(tables_flag, ensure_demo_tables, demo_dir, whole_sequences=False,
+                            subdir=None):
     """``--tables``, or the demo tables (built on first use) when the flag is empty.
 
     With ``whole_sequences`` (random windows) a table folder yields its
-    inference table, which holds every user's whole sequence.
+    inference table, which holds every user's whole sequence; ``subdir``
+    names another table of the folder (``sequences`` for item-sequence models).
     """
     if not tables_flag:
         ensure_demo_tables(demo_dir)
         tables_flag = demo_dir
-    subdir = schema.INFERENCE_SUBDIR if whole_sequences else schema.TRAIN_SUBDIR
+    if subdir is None:
+        subdir = schema.INFERENCE_SUBDIR if whole_sequences else schema.TRAIN_SUBDIR
     return resolve_table_files(tables_flag, default_subdir=subdir)

@@ -35,7 +35,7 @@ class TrainingLog:
         examples_per_second = steps * self._batch / max(now - self._mark_time, 1e-9)
         self._mark_step, self._mark_time = step, now
         loss = float(metrics["loss"])
-        hop_losses = [float(value) for value in metrics["hop_losses"]]
+        hop_losses = [float(value) for value in metrics.get("hop_losses", ())]
         gradient_norm = float(metrics["gradient_norm"])
         with self._writer.as_default(step=step):
             tf.summary.scalar("loss", loss)

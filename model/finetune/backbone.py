@@ -1,0 +1,52 @@
+"""Puts a pretrained NextItNet / GRec backbone into a task model's encoder.
+
+The pretraining checkpoint is restored into the model that wrote it (rebuilt
+from its ``model_arch.json``), then the encoder's backbone variables are
+copied one to one into the task encoder, whose extra model patches keep their
+identity initialisation. Matching by position in ``backbone_variables()`` (with
+a shape check) rather than by name is deliberate: patches change which Keras
+auto-names the task encoder's layers get, never the order of its backbone.
+"""
+
+import tensorflow as tf
+
+from model.training.run_setup import build_sequence_model
+from util.errors import UserInputError
+
+
+def restore_backbone(encoder, checkpoint_prefix, arch_config):
+    """Copies the pretrained encoder of ``checkpoint_prefix`` into ``encoder``.
+
+    Args:
+        encoder: the task model's built ``NextItNetEncoder`` (patched or not).
+        checkpoint_prefix: a ``ckpt-<step>`` prefix of a NextItNet/GRec run.
+        arch_config: that run's configuration (``model_arch.json``), or a task
+            description carrying the same architecture keys.
+
+    Returns:
+        The number of variables copied.
+
+    Raises:
+        UserInputError: the checkpoint does not hold this architecture.
+    """
+    pretrained = build_sequence_model(arch_config)
+    status = tf.train.Checkpoint(model=pretrained).read(checkpoint_prefix)
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as error:
+        raise UserInputError(
+            f"checkpoint {checkpoint_prefix} does not hold the model its model_arch.json "
+            f"describes ({str(error).splitlines()[0]})") from None
+    source = pretrained.encoder.backbone_variables()
+    target = encoder.backbone_variables()
+    if len(source) != len(target):
+        raise UserInputError(
+            f"checkpoint {checkpoint_prefix}: its encoder has {len(source)} backbone variables, "
+            f"the task encoder {len(target)}")
+    for from_variable, to_variable in zip(source, target):
+        if tuple(from_variable.shape) != tuple(to_variable.shape):
+            raise UserInputError(
+                f"checkpoint {checkpoint_prefix}: {from_variable.path} has shape "
+                f"{tuple(from_variable.shape)}, the task encoder expects {tuple(to_variable.shape)}")
+        to_variable.assign(from_variable)
+    return len(target)
