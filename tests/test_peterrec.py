@@ -181,3 +181,43 @@ def test_finetune_errors_name_the_flag(nextitnet_run, tmp_path, peterrec_task):
     assert missing.returncode == 2 and "model_arch.json" in missing.stderr
     for result in (unknown, occupied, missing):
         assert "Traceback" not in result.stderr
+
+
+def test_grec_backbone_fine_tunes_with_parallel_patches(tables, tmp_path):
+    pretrained = str(tmp_path / "grec")
+    run("main/train.py", "--model=grec", f"--tables={tables}", f"--checkpoint_dir={pretrained}",
+        "--max_steps=2", *TINY_BACKBONE)
+    folder = str(tmp_path / "task")
+    result = run("main/finetune.py", f"--pretrained={pretrained}", "--task=interest",
+                 "--method=peterrec", "--patch=parallel", f"--output_dir={folder}", "--epochs=1",
+                 "--batch_size=64")
+    config = json.load(open(os.path.join(folder, "task.json")))
+    assert config["causal"] is False and config["patch"] == "parallel"
+    assert "backbone: " in result.stdout
+
+
+def test_a_sumn_run_is_not_a_backbone(tmp_path):
+    run_dir = tmp_path / "sumn"
+    run_dir.mkdir()
+    (run_dir / "model_arch.json").write_text(json.dumps({"model": "sumn"}))
+    result = run("main/finetune.py", f"--pretrained={run_dir}", "--task=segment", check=False)
+    assert result.returncode == 2 and "--model=nextitnet" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sampled_negatives_are_items_the_user_never_met():
+    import tensorflow as tf
+
+    from data_dumper import schema
+    from model.finetune.task_evaluation import sample_unseen_items
+
+    num_item_ids = 40
+    items = tf.ragged.constant([list(range(3, 30)), [5, 6], [7]], dtype=tf.int32)
+    targets = tf.ragged.constant([[30, 31], [8], [9, 10]], dtype=tf.int32)
+    negatives = sample_unseen_items(items, targets, num_item_ids, count=99, seed=3)
+    assert negatives.shape == (3, 99)
+    assert negatives.min() >= schema.FIRST_ITEM_ID and negatives.max() < num_item_ids
+    for row, (history, target) in enumerate(zip(items.to_list(), targets.to_list())):
+        assert not set(negatives[row]) & (set(history) | set(target))
+    again = sample_unseen_items(items, targets, num_item_ids, count=99, seed=3)
+    np.testing.assert_array_equal(negatives, again)
