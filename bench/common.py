@@ -7,7 +7,9 @@ median and the ratio of medians (DESIGN.md, "Performance principles").
 
 import json
 import os
+import shlex
 import statistics
+import subprocess
 import sys
 import time
 
@@ -40,3 +42,19 @@ def print_table(header, rows):
 def print_json(payload):
     """One JSON document on stdout (for ``--json``)."""
     print(json.dumps(payload, indent=2, sort_keys=True))
+
+
+def run_command(command, log):
+    """Runs one CLI command as a user would (no GPU, quiet TF); returns (seconds, stdout).
+
+    The command line is appended to ``log`` (the report lists them); a failure
+    exits with the command and the tail of its stderr.
+    """
+    log.append(" ".join(shlex.quote(part) for part in command))
+    started = time.perf_counter()
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=environment)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"failed ({result.returncode}): {log[-1]}\n{result.stderr[-3000:]}")
+    return seconds, result.stdout

@@ -16,10 +16,9 @@ import argparse
 import datetime
 import os
 import platform
-import shlex
-import subprocess
 import sys
-import time
+
+from common import run_command as run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "ml-1m"))
@@ -47,18 +46,6 @@ def parse_flags(argv=None):
     parser.add_argument("--random_target_fraction", type=float, default=0.2,
                         help="fresh random windows per batch (0: the table's fixed windows)")
     return parser.parse_args(argv)
-
-
-def run(command, log):
-    """Runs one CLI command, streaming nothing; returns (seconds, stdout)."""
-    log.append(" ".join(shlex.quote(part) for part in command))
-    started = time.perf_counter()
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=environment)
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"failed ({result.returncode}): {log[-1]}\n{result.stderr[-3000:]}")
-    return seconds, result.stdout
 
 
 def main(argv=None):
