@@ -5,8 +5,10 @@ thing and its baseline in the same process, repeats both, and reports the
 median and the ratio of medians (DESIGN.md, "Performance principles").
 """
 
+import datetime
 import json
 import os
+import platform
 import shlex
 import statistics
 import subprocess
@@ -58,3 +60,34 @@ def run_command(command, log):
     if result.returncode != 0:
         sys.exit(f"failed ({result.returncode}): {log[-1]}\n{result.stderr[-3000:]}")
     return seconds, result.stdout
+
+
+def run_description(seconds):
+    """"Run <date> on <machine> ...; N minutes in all." for a report's first lines."""
+    total = sum(seconds.values())
+    return (f"Run {datetime.date.today().isoformat()} on {platform.machine()} with "
+            f"{os.cpu_count()} CPU cores ({platform.processor() or 'CPU'}), "
+            f"Python {platform.python_version()}; {total / 60:.1f} minutes in all.")
+
+
+def write_markdown_report(path, lines, seconds, commands):
+    """Writes a Markdown report: ``lines``, then the time per stage and the commands run."""
+    lines = [
+        *lines,
+        "## Time per stage (seconds)",
+        "",
+        "| stage | seconds |",
+        "|---|---:|",
+        *[f"| {stage} | {value:.0f} |" for stage, value in seconds.items()],
+        "",
+        "## Commands",
+        "",
+        "```",
+        *commands,
+        "```",
+        "",
+    ]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines))
+    print(f"wrote {path}", flush=True)

@@ -13,12 +13,11 @@ the date.
 """
 
 import argparse
-import datetime
 import os
-import platform
 import sys
 
 from common import run_command as run
+from common import run_description, write_markdown_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "ml-1m"))
@@ -99,13 +98,10 @@ def main(argv=None):
 def write_report(flags, commands, seconds, evaluation):
     with open(os.path.join(evaluation, "evaluation.md"), encoding="utf-8") as handle:
         table = handle.read().strip()
-    total = sum(seconds.values())
     lines = [
         "# MovieLens-1M: SUMN user vectors on gender, age and occupation",
         "",
-        f"Run {datetime.date.today().isoformat()} on {platform.machine()} with "
-        f"{os.cpu_count()} CPU cores ({platform.processor() or 'CPU'}), "
-        f"Python {platform.python_version()}; {total / 60:.1f} minutes in all.",
+        run_description(seconds),
         "Canonical split: users with `user_id % 5 == 0` are test (1,208), the others train.",
         "Pretraining is self-supervised on every user's behaviours (no labels); probes "
         "are logistic regressions on the frozen vectors, C chosen by 5-fold cross-validation "
@@ -116,23 +112,8 @@ def write_report(flags, commands, seconds, evaluation):
         "",
         table,
         "",
-        "## Time per stage (seconds)",
-        "",
-        "| stage | seconds |",
-        "|---|---:|",
-        *[f"| {stage} | {value:.0f} |" for stage, value in seconds.items()],
-        "",
-        "## Commands",
-        "",
-        "```",
-        *commands,
-        "```",
-        "",
     ]
-    os.makedirs(os.path.dirname(flags.report), exist_ok=True)
-    with open(flags.report, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines))
-    print(f"wrote {flags.report}", flush=True)
+    write_markdown_report(flags.report, lines, seconds, commands)
     print(table, flush=True)
 
 

@@ -17,13 +17,11 @@ paper's findings (Yuan et al., SIGIR 2020):
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 
-from common import REPO_ROOT, run_command
+from common import REPO_ROOT, run_command, run_description, write_markdown_report
 
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "ml-1m"))
 METHODS = ("peterrec", "fineall", "finecls", "finelast", "scratch")
@@ -149,13 +147,10 @@ def write_report(flags, commands, seconds, results):
         rows.append(f"| {result['task']} | {result['method']} | {' | '.join(cells)} | "
                     f"{parameters['trainable']:,} | {parameters['ratio_to_fineall']:.1%} | "
                     f"{result['training']['best_epoch']} | {result['seconds']:.0f} |")
-    total = sum(seconds.values())
     lines = [
         "# MovieLens-1M: PeterRec and its baselines on gender, age and occupation",
         "",
-        f"Run {datetime.date.today().isoformat()} on {platform.machine()} with "
-        f"{os.cpu_count()} CPU cores ({platform.processor() or 'CPU'}), "
-        f"Python {platform.python_version()}; {total / 60:.1f} minutes in all.",
+        run_description(seconds),
         f"NextItNet: {flags.model_dim} channels, dilations {flags.dilations} (two convolutions "
         f"per block), the {flags.max_items_per_user} most recent history items per user, "
         f"{flags.steps} pretraining steps of batch {flags.batch_size}.",
@@ -174,23 +169,8 @@ def write_report(flags, commands, seconds, results):
         "",
         *findings(results),
         "",
-        "## Time per stage (seconds)",
-        "",
-        "| stage | seconds |",
-        "|---|---:|",
-        *[f"| {stage} | {value:.0f} |" for stage, value in seconds.items()],
-        "",
-        "## Commands",
-        "",
-        "```",
-        *commands,
-        "```",
-        "",
     ]
-    os.makedirs(os.path.dirname(flags.report), exist_ok=True)
-    with open(flags.report, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines))
-    print(f"wrote {flags.report}", flush=True)
+    write_markdown_report(flags.report, lines, seconds, commands)
     print("\n".join(rows + [""] + findings(results)), flush=True)
 
 

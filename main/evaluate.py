@@ -32,8 +32,8 @@ from util.cli import run_cli  # noqa: E402
 from util.errors import UserInputError  # noqa: E402
 from util.flag_types import positive_int  # noqa: E402
 
-CANONICAL = "canonical"
-SPLIT_COLUMN_PREFIX = "column:"
+CANONICAL = probes.CANONICAL_SPLIT
+SPLIT_COLUMN_PREFIX = probes.SPLIT_COLUMN_PREFIX
 
 
 def parse_flags(argv):
@@ -102,7 +102,7 @@ def main(argv=None):
 def _read_labels(args):
     with _flag("--labels"):
         labels = read_labels(args.labels, id_column=args.label_id_column)
-    split_column = _split_column(args.split)
+    split_column = probes.split_column(args.split)
     if split_column is not None:
         with _flag("--split"):
             labels.column(split_column)  # raises, naming the file and column, where it is missing
@@ -241,14 +241,6 @@ def _tasks(flag, labels, split_column):
     for task in tasks:
         labels.column(task)  # raises, naming the file and column, where it is missing
     return tasks
-
-
-def _split_column(flag):
-    if flag == CANONICAL:
-        return None
-    if flag.startswith(SPLIT_COLUMN_PREFIX) and len(flag) > len(SPLIT_COLUMN_PREFIX):
-        return flag[len(SPLIT_COLUMN_PREFIX):]
-    raise UserInputError(f"--split must be 'canonical' or column:NAME, not '{flag}'.")
 
 
 @contextlib.contextmanager

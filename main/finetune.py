@@ -26,7 +26,7 @@ from data_loader.user_sequences import read_user_sequences
 from data_loader.validation import validate_sequence_table
 from model.finetune import methods
 from model.finetune.backbone import restore_backbone
-from model.finetune.finetune_flags import parse_finetune_flags, split_column
+from model.finetune.finetune_flags import parse_finetune_flags
 from model.finetune.finetune_loop import train_epochs
 from model.finetune.task_checkpoint import build_task_model, save_task
 from model.finetune.task_data import RECOMMENDATION_TASK, classification_task, recommendation_task
@@ -40,7 +40,7 @@ from util.atomic import atomic_directory, write_text_atomically
 from util.cli import run_cli
 from util.distribution import describe_strategy, make_strategy
 from util.errors import UserInputError
-from util.downstream_probes import headline_metric
+from util.downstream_probes import headline_metric, split_column
 from util.run_config import read_run_config
 
 # What validation maximises for recommendation (classification: AUC if binary, else accuracy).

@@ -75,6 +75,23 @@ def headline_metric(n_classes):
     return "auc" if n_classes == 2 else "accuracy"
 
 
+CANONICAL_SPLIT = "canonical"
+SPLIT_COLUMN_PREFIX = "column:"
+
+
+def split_column(flag):
+    """A ``--split`` value -> None for ``canonical``, else NAME of ``column:NAME``.
+
+    Raises:
+        UserInputError: anything else.
+    """
+    if flag == CANONICAL_SPLIT:
+        return None
+    if flag.startswith(SPLIT_COLUMN_PREFIX) and len(flag) > len(SPLIT_COLUMN_PREFIX):
+        return flag[len(SPLIT_COLUMN_PREFIX):]
+    raise UserInputError(f"--split must be '{CANONICAL_SPLIT}' or column:NAME, not '{flag}'.")
+
+
 def canonical_test_mask(ids, source):
     """The canonical split: users whose integer id is divisible by 5 are test users.
 

@@ -6,11 +6,9 @@ from model.finetune.methods import METHODS, PETERREC
 from model.finetune.task_data import RECOMMENDATION_TASK
 from util.distribution import STRATEGIES
 from util.flag_types import boolean, non_negative_float, non_negative_int, positive_int, probability
-from util.errors import UserInputError
+from util.downstream_probes import CANONICAL_SPLIT
 
 PATCH_PLACEMENTS = ("serial", "parallel")
-CANONICAL = "canonical"
-SPLIT_COLUMN_PREFIX = "column:"
 
 
 def finetune_flag_parser():
@@ -35,7 +33,7 @@ def finetune_flag_parser():
                            "labels.parquet of the pretrained run's table folder")
     task.add_argument("--tables", default="",
                       help="sequence table; empty: the pretrained run's table folder")
-    task.add_argument("--split", default=CANONICAL,
+    task.add_argument("--split", default=CANONICAL_SPLIT,
                       help="'canonical' (user_id % 5 == 0 is test) or column:NAME of --labels "
                            "holding train/test")
     task.add_argument("--validation_fraction", type=probability, default=0.1,
@@ -86,12 +84,3 @@ def parse_finetune_flags(argv=None):
     if not flags.output_dir:
         flags.output_dir = f"runs/finetune/{flags.task}-{flags.method}"
     return flags
-
-
-def split_column(flag):
-    """``None`` for the canonical split, else the column name of ``column:NAME``."""
-    if flag == CANONICAL:
-        return None
-    if flag.startswith(SPLIT_COLUMN_PREFIX) and len(flag) > len(SPLIT_COLUMN_PREFIX):
-        return flag[len(SPLIT_COLUMN_PREFIX):]
-    raise UserInputError(f"--split must be 'canonical' or column:NAME, not '{flag}'.")
