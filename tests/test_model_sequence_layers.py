@@ -17,7 +17,7 @@ from keras_helpers import global_policy
 CHANNELS = 16
 NUM_ITEM_IDS = 40
 DILATIONS = (1, 2)
-PATCHES = ("none", "serial", "parallel")
+PATCHES = ("none", "serial", "serial_after_norm", "parallel")
 
 
 @pytest.fixture(autouse=True)
@@ -181,7 +181,7 @@ def test_left_padding_does_not_change_hidden_states(causal):
 
 
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "non_causal"])
-@pytest.mark.parametrize("patch", ["serial", "parallel"])
+@pytest.mark.parametrize("patch", ["serial", "serial_after_norm", "parallel"])
 def test_fresh_patches_leave_the_pretrained_encoder_unchanged(patch, causal):
     items = left_padded([random_sequence(6), random_sequence(3, seed=1)], 6)
     pretrained = encoder(causal=causal)

@@ -8,7 +8,7 @@ from util.distribution import STRATEGIES
 from util.flag_types import boolean, non_negative_float, non_negative_int, positive_int, probability
 from util.downstream_probes import CANONICAL_SPLIT
 
-PATCH_PLACEMENTS = ("serial", "parallel")
+PATCH_PLACEMENTS = ("serial", "serial_after_norm", "parallel")
 
 
 def finetune_flag_parser():
@@ -45,8 +45,9 @@ def finetune_flag_parser():
                              "is frozen; fineall: everything; finecls: the head; finelast: the "
                              "last residual block + head; scratch: everything from random weights")
     method.add_argument("--patch", choices=PATCH_PLACEMENTS, default="serial",
-                        help="peterrec: serial (after each convolution, before its LayerNorm) or "
-                             "parallel (beside each convolution) model patches")
+                        help="peterrec: where the model patches go: serial (after each "
+                             "convolution, before its LayerNorm), serial_after_norm (after the "
+                             "LayerNorm, before the ReLU) or parallel (beside each convolution)")
     method.add_argument("--patch_bottleneck", type=non_negative_int, default=0,
                         help="channels inside a model patch; 0: model_dim / 8")
     method.add_argument("--train_layer_norms", type=boolean, default=True,

@@ -9,8 +9,9 @@ from model.sequence.model_patch import ModelPatch
 
 PATCH_NONE = "none"
 PATCH_SERIAL = "serial"
+PATCH_SERIAL_AFTER_NORM = "serial_after_norm"
 PATCH_PARALLEL = "parallel"
-PATCH_KINDS = (PATCH_NONE, PATCH_SERIAL, PATCH_PARALLEL)
+PATCH_KINDS = (PATCH_NONE, PATCH_SERIAL, PATCH_SERIAL_AFTER_NORM, PATCH_PARALLEL)
 
 
 def _zero_padding(values, mask):
@@ -36,6 +37,7 @@ class DilatedResidualBlock(keras.layers.Layer):
     PeterRec's model patches (``ModelPatch``), one per convolution:
 
     - ``"serial"``: conv -> MP -> LN -> ReLU.
+    - ``"serial_after_norm"``: conv -> LN -> MP -> ReLU (the paper's other serial place).
     - ``"parallel"``: LN(conv(x) + P(x)) -> ReLU, with P the bottleneck
       without its own residual; inserted before the LayerNorm, where the
       paper found parallel insertion to work (after the activation it works
@@ -56,7 +58,7 @@ class DilatedResidualBlock(keras.layers.Layer):
         dilation: dilation ``d`` of the first convolution (the second has 2d).
         kernel_size: width of both convolutions (NextItNet: 3).
         causal: look only at the past (NextItNet) or both ways (GRec).
-        patch: ``"none"``, ``"serial"`` or ``"parallel"``.
+        patch: ``"none"``, ``"serial"``, ``"serial_after_norm"`` or ``"parallel"``.
         patch_bottleneck: channels inside each patch; 0 takes channels // 8.
         epsilon: LayerNorm epsilon (NextItNet: 1e-8).
         dropout_rate: dropout on the residual branch, before the addition.
@@ -103,7 +105,7 @@ class DilatedResidualBlock(keras.layers.Layer):
             self.patch_1 = self.patch_2 = None
         else:
             bottleneck = self.patch_bottleneck or max(1, self.channels // 8)
-            residual = self.patch == PATCH_SERIAL
+            residual = self.patch != PATCH_PARALLEL
             self.patch_1 = ModelPatch(bottleneck, residual=residual, dtype=policy, name="patch_1")
             self.patch_2 = ModelPatch(bottleneck, residual=residual, dtype=policy, name="patch_2")
 
@@ -140,7 +142,10 @@ class DilatedResidualBlock(keras.layers.Layer):
             hidden = patch(hidden)
         elif self.patch == PATCH_PARALLEL:
             hidden = hidden + patch(inputs)
-        return ops.relu(layer_norm(hidden))
+        hidden = layer_norm(hidden)
+        if self.patch == PATCH_SERIAL_AFTER_NORM:
+            hidden = patch(hidden)
+        return ops.relu(hidden)
 
     def call(self, inputs, mask=None, training=False):
         """Runs the block.
