@@ -138,3 +138,56 @@ def test_save_and_load_give_identical_outputs(tmp_path):
     restored = keras.saving.load_model(path)
 
     np.testing.assert_array_equal(encode(restored, rows), before)
+
+
+def embedding_gradient(encoder, word_ids, word_segments, behaviour_mask):
+    """The embedding's gradient of a fixed quadratic loss of the encoder's output."""
+    with tf.GradientTape() as tape:
+        behaviours = encoder(word_ids, word_segments, behaviour_mask)
+        loss = tf.reduce_sum(tf.square(tf.cast(behaviours, tf.float32)) * np.arange(1, MODEL_DIM + 1))
+    return tape.gradient(loss, encoder.word_embedding.embeddings)
+
+
+@pytest.mark.parametrize("in_graph", [False, True], ids=["eager", "tf_function"])
+def test_embedding_gradient_is_indexed_slices_over_the_distinct_words(in_graph):
+    encoder = BehaviourEncoder(VOCABULARY_SIZE, WORD_EMB_DIM, MODEL_DIM)
+    # Repeated words, a padding word, an empty user.
+    inputs = history_to_model_inputs(tf.ragged.constant([[[5, 6, 7, 5], [8, 0]], [[9, 9, 2]], []], dtype=tf.int32))
+    gradient_of = tf.function(embedding_gradient) if in_graph else embedding_gradient
+
+    gradient = gradient_of(encoder, inputs["word_ids"], inputs["word_segments"], inputs["behaviour_mask"])
+
+    assert isinstance(gradient, tf.IndexedSlices)
+    np.testing.assert_array_equal(gradient.indices.numpy(), [2, 5, 6, 7, 8, 9])
+    # Against the same loss through a dense gather of the table, word by word.
+    table = encoder.word_embedding.embeddings
+    kernel, bias = encoder.behaviour_projection.kernel, encoder.behaviour_projection.bias
+    with tf.GradientTape() as tape:
+        tape.watch(table.value)
+        means = tf.stack([tf.reduce_mean(tf.gather(table.value, words), axis=0)
+                          for words in ([5, 6, 7, 5], [8], [9, 9, 2])])
+        behaviours = tf.nn.relu(tf.matmul(means, kernel) + bias)
+        loss = tf.reduce_sum(tf.square(behaviours) * np.arange(1, MODEL_DIM + 1))
+    expected = tf.convert_to_tensor(tape.gradient(loss, table.value))
+    np.testing.assert_allclose(tf.convert_to_tensor(gradient).numpy(), expected.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_words_out_of_behaviour_order_give_the_same_vectors():
+    encoder = BehaviourEncoder(VOCABULARY_SIZE, WORD_EMB_DIM, MODEL_DIM)
+    mask = np.array([[True, True, False], [True, False, False]])
+
+    in_order = encoder(np.array([5, 6, 7, 8, 9], "int32"), np.array([0, 0, 1, 1, 3], "int32"), mask)
+    shuffled = encoder(np.array([8, 5, 9, 7, 6], "int32"), np.array([1, 0, 3, 1, 0], "int32"), mask)
+
+    np.testing.assert_allclose(shuffled.numpy(), in_order.numpy(), rtol=1e-6)
+
+
+def test_call_is_word_means_then_project():
+    encoder = BehaviourEncoder(VOCABULARY_SIZE, WORD_EMB_DIM, MODEL_DIM)
+    inputs = history_to_model_inputs(tf.ragged.constant([[[5, 6], [7]], [], [[8, 0, 9]]], dtype=tf.int32))
+    args = (inputs["word_ids"], inputs["word_segments"], inputs["behaviour_mask"])
+
+    means = encoder.word_means(*args)
+
+    assert tuple(means.shape) == (3, WORD_EMB_DIM)  # one row per present behaviour
+    np.testing.assert_array_equal(encoder.project(means, inputs["behaviour_mask"]).numpy(), encoder(*args).numpy())
