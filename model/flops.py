@@ -13,6 +13,7 @@ def sumn_training_flops(
     vocabulary_size,
     pooling,
     num_hops,
+    num_behaviours=None,
 ):
     """FLOPs of one forward + backward pass of ``SumnModel`` on one batch.
 
@@ -28,9 +29,11 @@ def sumn_training_flops(
       * element-wise work (ReLU, LayerNorm, tanh, GRU gates' non-linearities,
         softmax, the loss, the optimizer update) is not counted.
 
-    The behaviour projection and the attention run on every slot of the
-    padded [batch_size, num_behaviours_padded] grid, masked or not, so they
-    are counted on the padded grid: the model does that work.
+    The behaviour projection and the attention run on the present
+    behaviours only (``num_behaviours`` rows), not on the padded
+    [batch_size, num_behaviours_padded] grid, so that is what is counted.
+    The training path's recomputation of the projection and the pooling (for
+    memory) is overhead, not model FLOPs, and is not counted either.
 
     Args:
         batch_size: users in the step (global batch for a global MFU).
@@ -42,12 +45,14 @@ def sumn_training_flops(
         vocabulary_size: number of word ids (decoder output width).
         pooling: ``max``, ``mean``, ``mhop`` or ``gruhop``.
         num_hops: hops of ``mhop`` / ``gruhop`` (``max`` and ``mean`` use 1).
+        num_behaviours: present behaviours in the batch; ``None`` means a
+            full grid, ``batch_size * num_behaviours_padded``.
 
     Returns:
         The FLOPs as an int.
     """
     hops = pooling_hops(pooling, num_hops)
-    slots = batch_size * num_behaviours_padded
+    slots = batch_size * num_behaviours_padded if num_behaviours is None else int(num_behaviours)
 
     def matmul(m, k, n):
         return 2 * m * k * n

@@ -4,10 +4,12 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from model.consistency_decoder import BehaviouralConsistencyDecoder
 from model.consistency_loss import behavioural_consistency_loss
 from model.consistency_loss import per_hop_consistency_loss
+from model.consistency_loss import projected_consistency_loss
 from keras_helpers import global_policy
 
 VOCABULARY_SIZE = 11
@@ -211,3 +213,108 @@ def test_loss_is_float32_for_half_precision_logits():
 def test_loss_rejects_bad_inputs(logits, target_words, target_weights, error, message):
     with pytest.raises(error, match=message):
         per_hop_consistency_loss(logits, target_words, target_weights)
+
+
+# ---- fused training form ---------------------------------------------------------------------
+
+
+def projected_case(width=7, vocabulary=13, batch_size=4, num_hops=3, max_targets=4):
+    """Inputs of projected_consistency_loss with padding, a repeated word and a user without targets."""
+    rng = np.random.default_rng(5)
+    hidden = tf.constant(rng.normal(size=(batch_size, num_hops, width)) * 0.5, tf.float32)
+    kernel = tf.Variable(rng.normal(size=(width, vocabulary)) * 0.5, dtype=tf.float32)
+    bias = tf.Variable(rng.normal(size=(vocabulary,)), dtype=tf.float32)
+    words = np.stack([rng.choice(np.arange(2, vocabulary), max_targets, replace=False) for _ in range(batch_size)])
+    words = words.astype("int32")
+    weights = rng.random((batch_size, max_targets)).astype("float32")
+    words[1, 2:], weights[1, 2:] = 0, 0.0  # padded targets
+    words[3, 1] = words[3, 0]  # a word listed twice
+    weights /= weights.sum(axis=1, keepdims=True)
+    weights[2] = 0.0  # no targets at all
+    loss_weights = tf.constant(rng.random((batch_size, num_hops)), tf.float32)
+    return hidden, kernel, bias, words, weights, loss_weights
+
+
+def loss_and_gradients(loss_fn, hidden, kernel, bias):
+    with tf.GradientTape() as tape:
+        tape.watch(hidden)
+        loss, per_hop = loss_fn()
+    return loss, per_hop, tape.gradient(loss, [hidden, kernel, bias])
+
+
+@pytest.mark.parametrize("width", [7, 300], ids=["one_row_block", "three_row_blocks"])
+@pytest.mark.parametrize("in_graph", [False, True], ids=["eager", "tf_function"])
+def test_projected_loss_equals_the_loss_of_the_logits_with_the_same_gradients(width, in_graph):
+    hidden, kernel, bias, words, weights, loss_weights = projected_case(width=width)
+
+    def reference():
+        per_hop = per_hop_consistency_loss(tf.matmul(hidden, kernel) + bias, words, weights)
+        return tf.reduce_sum(loss_weights * per_hop), per_hop
+
+    def fused():
+        return projected_consistency_loss(hidden, kernel, bias, words, weights, loss_weights)
+
+    if in_graph:
+        fused = tf.function(fused)
+    expected_loss, expected_per_hop, expected_gradients = loss_and_gradients(reference, hidden, kernel, bias)
+    loss, per_hop, gradients = loss_and_gradients(fused, hidden, kernel, bias)
+
+    np.testing.assert_allclose(loss.numpy(), expected_loss.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(per_hop.numpy(), expected_per_hop.numpy(), rtol=1e-5, atol=1e-6)
+    for gradient, expected in zip(gradients, expected_gradients):
+        np.testing.assert_allclose(gradient.numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_projected_loss_scales_its_gradient_by_the_upstream_one():
+    hidden, kernel, bias, words, weights, loss_weights = projected_case()
+
+    _, _, once = loss_and_gradients(
+        lambda: projected_consistency_loss(hidden, kernel, bias, words, weights, loss_weights), hidden, kernel, bias
+    )
+    with tf.GradientTape() as tape:
+        loss, per_hop = projected_consistency_loss(hidden, kernel, bias, words, weights, loss_weights)
+        scaled = 3.0 * loss + tf.reduce_sum(per_hop)  # per_hop carries no gradient
+    thrice = tape.gradient(scaled, [kernel, bias])
+
+    np.testing.assert_allclose(thrice[0].numpy(), 3.0 * once[1].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(thrice[1].numpy(), 3.0 * once[2].numpy(), rtol=1e-5)
+
+
+def test_projected_loss_in_bfloat16_is_close_to_float32():
+    hidden, kernel, bias, words, weights, loss_weights = projected_case(width=64, vocabulary=50)
+
+    exact = loss_and_gradients(
+        lambda: projected_consistency_loss(hidden, kernel, bias, words, weights, loss_weights), hidden, kernel, bias
+    )
+    rounded = loss_and_gradients(
+        lambda: projected_consistency_loss(hidden, kernel, bias, words, weights, loss_weights, "bfloat16"),
+        hidden, kernel, bias,
+    )
+
+    assert rounded[0].dtype == tf.float32
+    np.testing.assert_allclose(rounded[0].numpy(), exact[0].numpy(), rtol=1e-2)
+    for gradient, expected in zip(rounded[2], exact[2]):
+        scale = np.abs(expected.numpy()).max()
+        np.testing.assert_allclose(gradient.numpy() / scale, expected.numpy() / scale, atol=2e-2)
+
+
+def test_projected_loss_rejects_an_unknown_matmul_dtype():
+    with pytest.raises(ValueError, match="`matmul_dtype` should be one of"):
+        projected_consistency_loss(*projected_case(), matmul_dtype="float16")
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_decoder_consistency_loss_equals_the_loss_of_its_logits(policy):
+    with global_policy(policy):
+        decoder = BehaviouralConsistencyDecoder(VOCABULARY_SIZE, mlp_layers=(8,), dropout_rate=0.5)
+    vectors = user_vectors(batch_size=2, num_hops=2)
+    loss_weights = np.full((2, 2), 0.25, "float32")
+    weights = np.array([[0.5, 0.5], [1.0, 0.0]], "float32")
+
+    loss, per_hop = decoder.consistency_loss(vectors, TARGET_WORDS, weights, loss_weights, training=False)
+    expected_per_hop = per_hop_consistency_loss(decoder(vectors, training=False), TARGET_WORDS, weights)
+
+    # bfloat16 matmuls on top of bfloat16 hidden layers under mixed_bfloat16.
+    tolerance = 1e-5 if policy == "float32" else 2e-2
+    np.testing.assert_allclose(per_hop.numpy(), expected_per_hop.numpy(), rtol=tolerance)
+    np.testing.assert_allclose(loss.numpy(), np.sum(loss_weights * expected_per_hop.numpy()), rtol=tolerance)

@@ -48,3 +48,12 @@ def test_flops_grow_with_the_real_words_not_only_the_grid():
 def test_unknown_pooling_names_the_flag():
     with pytest.raises(UserInputError, match="--pooling"):
         sumn_training_flops(pooling="attention", num_hops=5, **SHAPES)
+
+
+def test_encoder_flops_follow_the_present_behaviours_not_the_grid():
+    full_grid = sumn_training_flops(pooling="mhop", num_hops=2, **SHAPES)
+    one_absent = sumn_training_flops(pooling="mhop", num_hops=2, num_behaviours=5, **SHAPES)
+
+    # One row fewer: projection 2*4*5, keys and values 2*(2*5*5), two hops of scores and read-out 2*(2*2*5).
+    assert full_grid - one_absent == 3 * (40 + 100 + 40)
+    assert sumn_training_flops(pooling="mhop", num_hops=2, num_behaviours=6, **SHAPES) == full_grid

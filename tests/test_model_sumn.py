@@ -9,6 +9,8 @@ import tensorflow as tf
 from model import SumnModel
 from model import behavioural_consistency_loss
 from model import history_to_model_inputs
+from model import sumn
+from model.consistency_loss import per_hop_consistency_loss
 from model.pooling import POOLING_STRATEGIES
 from util.errors import UserInputError
 from keras_helpers import global_policy
@@ -210,3 +212,72 @@ def test_encode_before_call_still_saves(tmp_path):
     model.save(path)
 
     np.testing.assert_array_equal(keras.saving.load_model(path).encode(inputs).numpy(), before)
+
+
+# ---- training path ---------------------------------------------------------------------------
+
+
+def reference_loss_and_gradients(model, inputs, words, weights, loss_weights):
+    with tf.GradientTape() as tape:
+        per_hop = per_hop_consistency_loss(model(inputs, training=True)["logits"], words, weights)
+        loss = tf.reduce_sum(loss_weights * per_hop)
+    return loss, per_hop, tape.gradient(loss, model.trainable_variables)
+
+
+def training_loss_and_gradients(model, inputs, words, weights, loss_weights):
+    with tf.GradientTape() as tape:
+        loss, per_hop = model.consistency_loss(inputs, words, weights, loss_weights, training=True)
+    return loss, per_hop, tape.gradient(loss, model.trainable_variables)
+
+
+@pytest.mark.parametrize("chunk_rows", [4096, 3, 1], ids=["one_chunk", "chunks_of_users", "one_user_per_chunk"])
+@pytest.mark.parametrize("pooling", STRATEGIES)
+def test_training_path_has_the_loss_and_gradients_of_the_logits(pooling, chunk_rows, monkeypatch):
+    monkeypatch.setattr(sumn, "RECOMPUTE_CHUNK_ROWS", chunk_rows)
+    model = small_model(pooling, dropout_rate=0.0)
+    users = USERS + [[], LONG_USER]
+    inputs = inputs_for(users)
+    words, weights = targets_for(len(users))
+    loss_weights = np.full((len(users), model.num_hops), 1.0 / (len(users) * model.num_hops), "float32")
+    model(inputs)
+
+    expected = reference_loss_and_gradients(model, inputs, words, weights, loss_weights)
+    for run in (training_loss_and_gradients, tf.function(training_loss_and_gradients)):
+        loss, per_hop, gradients = run(model, inputs, words, weights, loss_weights)
+
+        np.testing.assert_allclose(loss.numpy(), expected[0].numpy(), rtol=1e-5)
+        np.testing.assert_allclose(per_hop.numpy(), expected[1].numpy(), rtol=1e-5)
+        for variable, gradient, reference in zip(model.trainable_variables, gradients, expected[2]):
+            assert isinstance(gradient, tf.IndexedSlices) == ("embedding" in variable.path), variable.path
+            np.testing.assert_allclose(
+                tf.convert_to_tensor(gradient).numpy(), tf.convert_to_tensor(reference).numpy(),
+                rtol=1e-4, atol=1e-6, err_msg=variable.path,
+            )
+
+
+@pytest.mark.parametrize("pooling", STRATEGIES)
+def test_training_user_vectors_are_the_encoded_ones(pooling, monkeypatch):
+    monkeypatch.setattr(sumn, "RECOMPUTE_CHUNK_ROWS", 2)
+    model = small_model(pooling)
+    inputs = inputs_for(USERS + [[], LONG_USER])
+
+    np.testing.assert_allclose(
+        model.training_user_vectors(inputs).numpy(), model.encode(inputs).numpy(), rtol=1e-5, atol=1e-7
+    )
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_training_path_under_mixed_precision_gives_a_finite_float32_loss_and_gradients(policy, monkeypatch):
+    monkeypatch.setattr(sumn, "RECOMPUTE_CHUNK_ROWS", 3)
+    users = USERS + [[], LONG_USER]
+    words, weights = targets_for(len(users))
+    with global_policy(policy):
+        model = small_model("mhop")
+        loss, per_hop, gradients = training_loss_and_gradients(
+            model, inputs_for(users), words, weights, np.full((len(users), 3), 0.1, "float32"))
+
+    assert loss.dtype == tf.float32 and per_hop.dtype == tf.float32
+    assert np.isfinite(per_hop.numpy()).all()
+    for variable, gradient in zip(model.trainable_variables, gradients):
+        assert gradient.dtype == tf.float32, variable.path
+        assert np.isfinite(tf.convert_to_tensor(gradient).numpy()).all(), variable.path

@@ -4,13 +4,14 @@ Each replica turns its ragged batch into dense model inputs, computes the
 behavioural-consistency loss summed over its examples and divided by the
 GLOBAL number of examples in the step (so replicas add up to the mean), and
 the gradients are summed across replicas, optionally clipped to a global
-norm, and applied by the Keras optimizer.
+norm, and applied by the Keras optimizer. The loss is
+``SumnModel.consistency_loss``, the memory-bounded training form (no
+[batch, hops, vocabulary] logits, encoder activations recomputed in chunks).
 """
 
 import tensorflow as tf
 
 from data_dumper import schema
-from model.consistency_loss import per_hop_consistency_loss
 from model.model_inputs import history_to_model_inputs
 
 
@@ -26,6 +27,14 @@ def _scale(gradient, factor):
     if isinstance(gradient, tf.IndexedSlices):
         return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
     return gradient * factor
+
+
+def _merge_repeated_rows(gradient):
+    if not isinstance(gradient, tf.IndexedSlices):
+        return gradient
+    indices, positions = tf.unique(gradient.indices)
+    values = tf.math.unsorted_segment_sum(gradient.values, positions, tf.shape(indices)[0])
+    return tf.IndexedSlices(values, indices, gradient.dense_shape)
 
 
 class SumnTrainer:
@@ -54,11 +63,14 @@ class SumnTrainer:
         inputs = history_to_model_inputs(batch[schema.HISTORY])
         target_words, target_weights = dense_targets(batch)
         variables = self.model.trainable_variables
+        # SUMN: the mean over hops, summed over examples, over the GLOBAL count.
+        loss_weights = tf.fill(
+            [tf.shape(target_words)[0], self.model.num_hops], 1.0 / (self.model.num_hops * global_examples))
         with tf.GradientTape() as tape:
-            outputs = self.model(inputs, training=True)
-            per_hop = per_hop_consistency_loss(outputs["logits"], target_words, target_weights)
-            # SUMN: the mean over hops, summed over examples, over the GLOBAL count.
-            loss = tf.reduce_sum(tf.reduce_mean(per_hop, axis=1)) / global_examples
+            # The decoder's vocabulary layer and the loss run fused, hop by hop:
+            # the [batch, hops, vocabulary] logits are never materialised.
+            loss, per_hop = self.model.consistency_loss(
+                inputs, target_words, target_weights, loss_weights, training=True)
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, variables)
         gradients, gradient_norm = self._reduce_and_clip(replica, gradients)
@@ -76,6 +88,9 @@ class SumnTrainer:
         replicas = replica.num_replicas_in_sync
         if replicas > 1:
             gradients = replica.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+            # The sum of IndexedSlices concatenates the replicas' rows; merge
+            # repeated rows so the norm is the summed gradient's.
+            gradients = [_merge_repeated_rows(g) for g in gradients]
         if self.max_grad_norm > 0:
             gradients, gradient_norm = tf.clip_by_global_norm(gradients, self.max_grad_norm)
         else:
