@@ -6,15 +6,19 @@
 
 For every ``--behaviours`` value a fresh subprocess (so peak memory does not
 mix between configurations) builds the model with ``run_setup.build_model``
-and Adam with ``run_setup.build_optimizer``, makes synthetic batches in the
+and the optimizer with ``run_setup.build_optimizer`` (``--optimizer`` picks
+Keras Adam or ``FusedAdam`` instead), makes synthetic batches in the
 loader's format (every user has exactly that many behaviours; each
 behaviour 1..``--max_words`` words, uniformly, ids drawn from a Zipf-like
 distribution over the vocabulary; ``--target_length`` distinct target words
 per user), and times ``SumnTrainer.train_step`` under the default strategy
 (``--warmup`` untimed steps, then the median of ``--steps``). In the same
-process it times the two halves of the model alone, forward + backward:
-encoder (behaviour encoder + pooling, from the ragged history) and decoder
-(MLP + full-vocabulary softmax cross-entropy, from fixed user vectors), and
+process it times the two halves of the model alone, forward + backward, by
+the routes the trainer takes: encoder (``SumnModel.training_user_vectors``:
+word means, then behaviour projection + pooling in recomputed chunks, from
+the ragged history) and decoder (``decoder.consistency_loss``: MLP +
+full-vocabulary softmax cross-entropy fused hop by hop, from fixed user
+vectors), and
 measures dense matmul FLOP/s (the best of ``tf.matmul`` on [B*hops, mlp] x
 [mlp, vocabulary] and 4096 x model_dim x model_dim).
 
@@ -58,6 +62,9 @@ def parse_flags(argv=None):
     parser.add_argument("--mixed_precision", default="none",
                         choices=("none", "mixed_float16", "mixed_bfloat16"),
                         help="Keras dtype policy (the matmul peak is measured in its compute dtype)")
+    parser.add_argument("--optimizer", default="run_setup", choices=("run_setup", "adam", "fused_adam"),
+                        help="run_setup: what main/train.py builds (run_setup.build_optimizer); adam: "
+                             "keras.optimizers.Adam; fused_adam: model.training.fused_adam.FusedAdam")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
     parser.add_argument("--no_split", action="store_true",
@@ -141,10 +148,10 @@ def run_worker(flags, behaviours):
     import tensorflow as tf
 
     from data_dumper import schema
-    from model.consistency_loss import per_hop_consistency_loss
     from model.flops import sumn_training_flops
     from model.model_inputs import history_to_model_inputs
     from model.training import run_setup
+    from model.training.fused_adam import FusedAdam
     from model.training.sumn_trainer import SumnTrainer, dense_targets
 
     keras.utils.set_random_seed(flags.seed)
@@ -158,7 +165,13 @@ def run_worker(flags, behaviours):
                   "model_dim": flags.model_dim, "pooling": flags.pooling, "num_hops": flags.num_hops,
                   "mlp_layers": flags.mlp, "dropout_rate": 0.1}
     model = run_setup.build_model(run_config)
-    optimizer = run_setup.build_optimizer(1e-3, flags.mixed_precision, model.trainable_variables)
+    if flags.optimizer == "run_setup":
+        optimizer = run_setup.build_optimizer(1e-3, flags.mixed_precision, model.trainable_variables)
+    else:
+        optimizer = {"adam": keras.optimizers.Adam, "fused_adam": FusedAdam}[flags.optimizer](1e-3)
+        if flags.mixed_precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
     trainer = SumnTrainer(model, optimizer, strategy)
     built_rss = peak_rss_gb()  # batches, weights and Adam slots, before any step
 
@@ -173,6 +186,7 @@ def run_worker(flags, behaviours):
     result = {"behaviours": behaviours, "step_s": step_s, "step_times_s": step_times,
               "peak_rss_built_gb": built_rss, "peak_rss_gb": peak_rss_gb(),
               "examples_per_s": flags.batch_size / step_s,
+              "optimizer": type(getattr(optimizer, "inner_optimizer", optimizer)).__name__,
               "words_per_batch": float(np.mean(word_counts))}
 
     if not flags.no_split:
@@ -184,19 +198,21 @@ def run_worker(flags, behaviours):
         def encoder_pass(history):
             inputs = history_to_model_inputs(history)
             with tf.GradientTape() as tape:
-                user_vectors = model.encode(inputs)
-                loss = tf.reduce_mean(tf.square(user_vectors))
+                user_vectors = model.training_user_vectors(inputs)
+                loss = tf.reduce_mean(tf.square(tf.cast(user_vectors, tf.float32)))
             return tf.linalg.global_norm(tape.gradient(loss, encoder_variables))
 
         hops = model.num_hops
         user_vectors = tf.random.normal([flags.batch_size, hops, flags.model_dim])
 
+        loss_weights = tf.fill([flags.batch_size, hops], 1.0 / (flags.batch_size * hops))
+
         @tf.function(reduce_retracing=True)
         def decoder_pass(batch):
             target_words, target_weights = dense_targets(batch)
             with tf.GradientTape() as tape:
-                logits = model.decoder(user_vectors, training=True)
-                loss = tf.reduce_mean(per_hop_consistency_loss(logits, target_words, target_weights))
+                loss, _ = model.decoder.consistency_loss(
+                    user_vectors, target_words, target_weights, loss_weights, training=True)
             return tf.linalg.global_norm(tape.gradient(loss, decoder_variables))
 
         result["encoder_s"], _ = timed(lambda: float(encoder_pass(batches[0][schema.HISTORY])),
@@ -206,7 +222,8 @@ def run_worker(flags, behaviours):
 
     flops = sumn_training_flops(
         batch_size=flags.batch_size, num_words=int(np.mean(word_counts)),
-        num_behaviours_padded=behaviours, word_emb_dim=flags.word_emb_dim,
+        num_behaviours_padded=behaviours, num_behaviours=flags.batch_size * behaviours,
+        word_emb_dim=flags.word_emb_dim,
         model_dim=flags.model_dim, mlp_layers=flags.mlp, vocabulary_size=flags.num_vocabulary,
         pooling=flags.pooling, num_hops=flags.num_hops)
     compute_dtype = keras.mixed_precision.global_policy().compute_dtype
@@ -264,7 +281,8 @@ def main(argv=None):
 
     print(f"pooling {flags.pooling}, batch {flags.batch_size}, vocabulary {flags.num_vocabulary:,}, "
           f"model_dim {flags.model_dim}, word_emb_dim {flags.word_emb_dim}, mlp {flags.mlp_layers}, "
-          f"{flags.num_hops} hops, words/behaviour 1..{flags.max_words}, {flags.mixed_precision}")
+          f"{flags.num_hops} hops, words/behaviour 1..{flags.max_words}, {flags.mixed_precision}, "
+          f"optimizer {results[0]['optimizer']}")
     split = not flags.no_split
     header = ["behaviours", "words/batch", "step s", "examples/s"]
     header += ["encoder f+b s", "decoder f+b s", "rest s"] if split else []

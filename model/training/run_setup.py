@@ -13,6 +13,7 @@ from data_dumper import schema
 from data_loader.table_files import resolve_table_files
 from model.model_inputs import history_to_model_inputs
 from model.sumn import SumnModel
+from model.training.fused_adam import FusedAdam
 from util.errors import UserInputError
 
 
@@ -130,8 +131,12 @@ def build_sequence_model(run_config):
 
 
 def build_optimizer(learning_rate, mixed_precision, variables):
-    """Adam (SUMN's optimizer), loss-scaled under float16, with its slots built."""
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    """Adam (SUMN's optimizer), loss-scaled under float16, with its slots built.
+
+    ``FusedAdam``: Keras Adam's maths and slot variables (checkpoints of
+    either load into the other) with TensorFlow's fused update kernel.
+    """
+    optimizer = FusedAdam(learning_rate=learning_rate)
     if mixed_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(variables)
