@@ -24,6 +24,19 @@ def scale_gradient(gradient, factor):
     return gradient * factor
 
 
+def merge_repeated_rows(gradient):
+    """An ``IndexedSlices`` gradient with each row once, repeated rows summed; dense ones unchanged.
+
+    The all-reduce of ``IndexedSlices`` concatenates the replicas' rows, so a
+    row two replicas touched appears twice; its norm must be the sum's.
+    """
+    if not isinstance(gradient, tf.IndexedSlices):
+        return gradient
+    indices, positions = tf.unique(gradient.indices)
+    values = tf.math.unsorted_segment_sum(gradient.values, positions, tf.shape(indices)[0])
+    return tf.IndexedSlices(values, indices, gradient.dense_shape)
+
+
 def global_count(count):
     """The sum of a per-replica count over replicas, at least 1 (an empty replica slice divides safely)."""
     replica = tf.distribute.get_replica_context()
@@ -81,6 +94,7 @@ class DistributedTrainer:
         replicas = replica.num_replicas_in_sync
         if replicas > 1:
             gradients = replica.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+            gradients = [merge_repeated_rows(g) for g in gradients]
         if self.max_grad_norm > 0:
             gradients, gradient_norm = tf.clip_by_global_norm(gradients, self.max_grad_norm)
         else:
