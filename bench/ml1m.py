@@ -1,6 +1,6 @@
 """The real-data benchmark: MovieLens-1M from raw events to downstream accuracy.
 
-    python bench/ml1m.py                 # about 30 minutes on two CPU cores
+    python bench/ml1m.py                 # about 35 minutes on two CPU cores
     python bench/ml1m.py --steps=200     # a quick smoke run
 
 Builds the tables from ../shared/data/ml-1m, pretrains SUMN once per pooling
@@ -35,11 +35,14 @@ def parse_flags(argv=None):
     parser.add_argument("--report", default=os.path.join(REPO, "bench", "results", "ml1m.md"),
                         help="Markdown report to write")
     parser.add_argument("--poolings", default=",".join(POOLINGS), help="comma-separated")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps per pooling")
+    parser.add_argument("--steps", type=int, default=2000, help="training steps per pooling")
     parser.add_argument("--batch_size", type=int, default=128, help="global batch size")
-    parser.add_argument("--model_dim", type=int, default=128, help="user vector width")
-    parser.add_argument("--word_emb_dim", type=int, default=128, help="word embedding width")
+    parser.add_argument("--model_dim", type=int, default=256, help="user vector width")
+    parser.add_argument("--word_emb_dim", type=int, default=256, help="word embedding width")
     parser.add_argument("--learning_rate", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--max_words_per_query", type=int, default=1,
+                        help="words kept per movie, the item-id token first (1: the movie id "
+                             "alone; 24: id, genres, title words and year)")
     parser.add_argument("--max_query_per_week", type=int, default=300,
                         help="most recent behaviours the encoder reads")
     parser.add_argument("--random_target_fraction", type=float, default=0.2,
@@ -57,7 +60,7 @@ def main(argv=None):
     print(f"building tables into {tables}", flush=True)
     seconds["build tables"], _ = run(
         [python, "main/build_tables.py", f"--movielens={flags.data}", f"--output_dir={tables}",
-         "--overwrite"], commands)
+         f"--max_words_per_query={flags.max_words_per_query}", "--overwrite"], commands)
 
     vectors = {}
     for pooling in flags.poolings.split(","):
