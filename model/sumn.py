@@ -136,14 +136,11 @@ class SumnModel(keras.Model):
 
         Args:
             inputs: the dict from ``history_to_model_inputs`` (see ``call``).
-            target_words: [batch_size, max_targets] integer word ids, padded with 0.
-            target_weights: [batch_size, max_targets] target probabilities, padded with 0.
-            loss_weights: [batch_size, num_hops] constant weight of each user's hop.
-            training: whether dropout is active.
+            target_words, target_weights, loss_weights, training: as
+                ``BehaviouralConsistencyDecoder.consistency_loss``.
 
         Returns:
-            ``(loss, per_hop)``: the float32 scalar weighted sum and the
-            [batch_size, num_hops] float32 per-hop losses (no gradient).
+            ``(loss, per_hop)``, as ``BehaviouralConsistencyDecoder.consistency_loss``.
         """
         user_vectors = self.training_user_vectors(inputs)
         return self.decoder.consistency_loss(user_vectors, target_words, target_weights, loss_weights, training)
