@@ -29,9 +29,11 @@ USER_VECTORS = "user_vectors"
 LOGITS = "logits"
 
 # Present behaviours whose projection and pooling activations the training
-# path keeps alive at once (about 20 x rows x model_dim x 4 bytes: 85 MB at
-# model_dim 256). A batch with fewer rows is one chunk.
-RECOMPUTE_CHUNK_ROWS = 4_096
+# path keeps alive at once (about 20 x rows x model_dim x 4 bytes: 42 MB at
+# model_dim 256). A batch with fewer rows is one chunk. With this and the
+# loss's 64-row kernel blocks, bench/train.py's peak at SUMN's paper shapes
+# (900 behaviours) went 4.06 -> 3.82 GB; the step 5.01 -> 5.14 s.
+RECOMPUTE_CHUNK_ROWS = 2_048
 
 
 @keras.saving.register_keras_serializable(package="uur")
