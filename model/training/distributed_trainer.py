@@ -14,6 +14,8 @@ PeterRec fine-tuning) shares the same rules, so they live here once:
 A subclass implements ``replica_loss(batch, global_count)``.
 """
 
+import abc
+
 import tensorflow as tf
 
 
@@ -43,7 +45,7 @@ def global_count(count):
     return tf.maximum(replica.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(count, tf.float32)), 1.0)
 
 
-class DistributedTrainer:
+class DistributedTrainer(abc.ABC):
     """Owns the distributed train step of one model.
 
     Args:
@@ -65,6 +67,7 @@ class DistributedTrainer:
         self.variables = list(model.trainable_variables if variables is None else variables)
         self._step = tf.function(self._distributed_step, reduce_retracing=True)
 
+    @abc.abstractmethod
     def replica_loss(self, batch):
         """Returns ``(loss, metrics)`` of one replica's batch.
 
@@ -72,7 +75,6 @@ class DistributedTrainer:
         ``global_count``); ``metrics`` is a dict of tensors that sum over
         replicas to the step's value.
         """
-        raise NotImplementedError
 
     def _replica_step(self, batch):
         with tf.GradientTape() as tape:
