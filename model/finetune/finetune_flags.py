@@ -34,7 +34,7 @@ def finetune_flag_parser():
     task.add_argument("--tables", default="",
                       help="sequence table; empty: the pretrained run's table folder")
     task.add_argument("--split", default=CANONICAL_SPLIT,
-                      help="'canonical' (user_id % 5 == 0 is test) or column:NAME of --labels "
+                      help="'canonical' (user_id %% 5 == 0 is test) or column:NAME of --labels "
                            "holding train/test")
     task.add_argument("--validation_fraction", type=probability, default=0.1,
                       help="share of the train users held out to choose the best epoch")
