@@ -16,33 +16,12 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from data_dumper import schema
+from data_loader.arrow_buffers import flat_values, row_splits, string_parts
 from data_loader.batch_format import cut_into_batches
 from data_loader.batch_format import finish_batch
 from util.errors import UserInputError
 
 _READ_ROWS = 4096  # rows pyarrow decodes at a time; small enough to stay cache friendly
-
-
-def _row_splits(list_array):
-    """Offsets of a (possibly sliced) list array, rebased to start at 0: [n + 1] int64."""
-    lengths = pc.list_value_length(list_array).fill_null(0).to_numpy(zero_copy_only=False)
-    splits = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=splits[1:])
-    return splits
-
-
-def _flat_values(list_array, dtype=np.int32):
-    return pc.list_flatten(list_array).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-
-
-def _string_parts(string_array):
-    """A string array as (all bytes as one scalar, [n + 1] int64 offsets), no per-row Python."""
-    string_array = pc.cast(string_array, pa.large_string())
-    offsets = np.frombuffer(string_array.buffers()[1], dtype=np.int64)
-    offsets = offsets[string_array.offset:string_array.offset + len(string_array) + 1]
-    data = string_array.buffers()[2]
-    blob = b"" if data is None else data.to_pybytes()[offsets[0]:offsets[-1]]
-    return np.asarray(blob, dtype=object), offsets - offsets[0]
 
 
 def _components(table, with_target):
@@ -51,19 +30,19 @@ def _components(table, with_target):
     history = table.column(schema.HISTORY).chunk(0) if table.num_rows else pa.array(
         [], type=pa.list_(pa.list_(pa.int32())))
     behaviours = pc.list_flatten(history)
-    id_blob, id_offsets = _string_parts(table.column(schema.ID).chunk(0) if table.num_rows
+    id_blob, id_offsets = string_parts(table.column(schema.ID).chunk(0) if table.num_rows
                                         else pa.array([], pa.string()))
     parts = [
         id_blob,
         id_offsets,
-        _row_splits(history),
-        _row_splits(behaviours),
-        _flat_values(behaviours),
+        row_splits(history),
+        row_splits(behaviours),
+        flat_values(behaviours),
     ]
     if with_target:
         targets = table.column(schema.TARGET_WORDS).chunk(0)
         counts = table.column(schema.TARGET_COUNTS).chunk(0)
-        parts += [_row_splits(targets), _flat_values(targets), _flat_values(counts)]
+        parts += [row_splits(targets), flat_values(targets), flat_values(counts)]
     return tuple(parts)
 
 

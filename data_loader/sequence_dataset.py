@@ -28,9 +28,8 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from data_dumper import schema
+from data_loader.arrow_buffers import flat_values, row_splits, string_parts
 from data_loader.dataset import shard_files
-# The Parquet reader's helpers that turn Arrow columns into flat numpy parts.
-from data_loader.parquet_reader import _flat_values, _row_splits, _string_parts
 from util.errors import UserInputError
 
 # Users decoded per chunk: big enough that per-chunk TF ops are amortised,
@@ -84,11 +83,11 @@ def _parquet_chunks(path, with_target_items):
                     batch_size=_PARQUET_CHUNK_ROWS, columns=columns):
                 if not batch.num_rows:
                     continue
-                id_blob, id_offsets = _string_parts(batch.column(schema.ID))
+                id_blob, id_offsets = string_parts(batch.column(schema.ID))
                 parts = (id_blob, id_offsets)
                 for column in columns[1:]:
                     values = batch.column(column)
-                    parts += (_flat_values(values), _row_splits(values))
+                    parts += (flat_values(values), row_splits(values))
                 yield parts
         except (OSError, pa.ArrowException) as error:
             raise UserInputError(f"cannot read Parquet file {path}: {error}") from None
