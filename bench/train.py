@@ -6,8 +6,8 @@
 
 For every ``--behaviours`` value a fresh subprocess (so peak memory does not
 mix between configurations) builds the model with ``run_setup.build_model``
-and the optimizer with ``run_setup.build_optimizer`` (``--optimizer`` picks
-Keras Adam or ``FusedAdam`` instead), makes synthetic batches in the
+and the optimizer with ``run_setup.build_optimizer`` (``FusedAdam``, or
+Keras Adam with ``--optimizer=adam``), makes synthetic batches in the
 loader's format (every user has exactly that many behaviours; each
 behaviour 1..``--max_words`` words, uniformly, ids drawn from a Zipf-like
 distribution over the vocabulary; ``--target_length`` distinct target words
@@ -62,9 +62,9 @@ def parse_flags(argv=None):
     parser.add_argument("--mixed_precision", default="none",
                         choices=("none", "mixed_float16", "mixed_bfloat16"),
                         help="Keras dtype policy (the matmul peak is measured in its compute dtype)")
-    parser.add_argument("--optimizer", default="run_setup", choices=("run_setup", "adam", "fused_adam"),
-                        help="run_setup: what main/train.py builds (run_setup.build_optimizer); adam: "
-                             "keras.optimizers.Adam; fused_adam: model.training.fused_adam.FusedAdam")
+    parser.add_argument("--optimizer", default="fused_adam", choices=("fused_adam", "adam"),
+                        help="fused_adam: what main/train.py trains with "
+                             "(model.training.fused_adam.FusedAdam); adam: keras.optimizers.Adam")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
     parser.add_argument("--no_split", action="store_true",
@@ -165,13 +165,9 @@ def run_worker(flags, behaviours):
                   "model_dim": flags.model_dim, "pooling": flags.pooling, "num_hops": flags.num_hops,
                   "mlp_layers": flags.mlp, "dropout_rate": 0.1}
     model = run_setup.build_model(run_config)
-    if flags.optimizer == "run_setup":
-        optimizer = run_setup.build_optimizer(1e-3, flags.mixed_precision, model.trainable_variables)
-    else:
-        optimizer = {"adam": keras.optimizers.Adam, "fused_adam": FusedAdam}[flags.optimizer](1e-3)
-        if flags.mixed_precision == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(model.trainable_variables)
+    optimizer_class = {"fused_adam": FusedAdam, "adam": keras.optimizers.Adam}[flags.optimizer]
+    optimizer = run_setup.build_optimizer(1e-3, flags.mixed_precision, model.trainable_variables,
+                                          optimizer_class=optimizer_class)
     trainer = SumnTrainer(model, optimizer, strategy)
     built_rss = peak_rss_gb()  # batches, weights and Adam slots, before any step
 
