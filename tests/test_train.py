@@ -93,6 +93,25 @@ def test_rerun_resumes_and_changed_architecture_is_refused(tables, tmp_path):
     assert os.path.exists(os.path.join(checkpoint_dir, "ckpt-2.index"))
 
 
+def recorded_step(checkpoint_dir):
+    """The step of the checkpoint the run folder's state file names (0 if none yet).
+
+    The ``.index`` file appears before the state file is updated, so only the state file
+    says which checkpoint a restart will use.
+    """
+    match = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', _read(
+        os.path.join(checkpoint_dir, "checkpoint")), re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
 def test_killed_run_continues_from_its_last_checkpoint(tables, tmp_path):
     checkpoint_dir = str(tmp_path / "run")
     flags = [f"--tables={tables}", f"--checkpoint_dir={checkpoint_dir}", "--max_steps=3000",
@@ -102,15 +121,14 @@ def test_killed_run_continues_from_its_last_checkpoint(tables, tmp_path):
                                env=environment, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not os.path.exists(
-            os.path.join(checkpoint_dir, "ckpt-20.index")):
+    while time.time() < deadline and recorded_step(checkpoint_dir) < 20:
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert os.path.exists(os.path.join(checkpoint_dir, "ckpt-20.index")), "no checkpoint appeared"
+    killed_at = recorded_step(checkpoint_dir)
+    assert 20 <= killed_at < 3000, "no second checkpoint was recorded before the kill"
     resumed = train(*flags)
-    step = int(re.search(r"\(step (\d+)\)", resumed.stdout).group(1))
-    assert 20 <= step < 3000
+    assert f"(step {killed_at})" in resumed.stdout
     assert os.path.exists(os.path.join(checkpoint_dir, "ckpt-3000.index"))
 
 
