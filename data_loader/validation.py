@@ -41,23 +41,51 @@ def _check_not_empty_file(path):
         raise UserInputError(f"file {path} is empty (0 bytes)")
 
 
+def _raise_at_first(path, column, values, row_of_value, bad, problem):
+    """Raises naming the file, column and row of the first value where ``bad`` is True.
+
+    Args:
+        values: [num_values] the column's flattened ids.
+        row_of_value: [num_values] the table row each value came from.
+        bad: [num_values] bool.
+        problem: value -> what is wrong with it, e.g. "negative word id -3".
+    """
+    index = np.flatnonzero(bad)
+    if index.size:
+        first = index[0]
+        raise UserInputError(
+            f"file {path}, column {column}, row {int(row_of_value[first])}: {problem(int(values[first]))}")
+
+
 def _check_ids(path, column, values, row_of_value, vocabulary_size):
     """Raises for the first negative or out-of-vocabulary id in ``values``."""
-    if values.size == 0:
-        return
-    bad = np.flatnonzero(values < 0)
-    if bad.size:
-        row = int(row_of_value[bad[0]])
-        raise UserInputError(
-            f"file {path}, column {column}, row {row}: negative word id {int(values[bad[0]])}")
+    _raise_at_first(path, column, values, row_of_value, values < 0, lambda v: f"negative word id {v}")
     if vocabulary_size is not None:
-        bad = np.flatnonzero(values >= vocabulary_size)
-        if bad.size:
-            row = int(row_of_value[bad[0]])
-            raise UserInputError(
-                f"file {path}, column {column}, row {row}: word id {int(values[bad[0]])} is "
-                f"outside the vocabulary of {vocabulary_size} words (ids 0..{vocabulary_size - 1}); "
-                f"was the table built with another vocabulary, or is --num_vocabulary too small?")
+        _raise_at_first(
+            path, column, values, row_of_value, values >= vocabulary_size,
+            lambda v: f"word id {v} is outside the vocabulary of {vocabulary_size} words "
+                      f"(ids 0..{vocabulary_size - 1}); was the table built with another "
+                      f"vocabulary, or is --num_vocabulary too small?")
+
+
+def _check_no_nulls(path, table, fields):
+    """Raises naming the first null value of any of ``fields`` in the arrow ``table``."""
+    for field in fields:
+        if table.column(field.name).null_count:
+            row = int(np.flatnonzero(
+                table.column(field.name).is_null().to_numpy(zero_copy_only=False))[0])
+            raise UserInputError(f"file {path}, column {field.name}, row {row}: value is missing (null)")
+
+
+def _check_stated_lengths(path, table, length_column, list_column, lengths, noun):
+    """Raises where ``length_column`` disagrees with the [num_rows] ``lengths`` of ``list_column``."""
+    stated = table.column(length_column).to_numpy()
+    mismatch = np.flatnonzero(lengths != stated)
+    if mismatch.size:
+        row = int(mismatch[0])
+        raise UserInputError(
+            f"file {path}, column {length_column}, row {row}: says {int(stated[row])} "
+            f"{noun} but {list_column} holds {int(lengths[row])}")
 
 
 def _parquet_rows(path, expected):
@@ -107,11 +135,7 @@ def _row_of_each_value(list_array):
 def _validate_parquet_file(path, with_target, vocabulary_size):
     expected = schema.TRAINING_SCHEMA if with_target else schema.INFERENCE_SCHEMA
     table = _parquet_rows(path, expected).combine_chunks()
-    for field in expected:
-        if table.column(field.name).null_count:
-            row = int(np.flatnonzero(
-                table.column(field.name).is_null().to_numpy(zero_copy_only=False))[0])
-            raise UserInputError(f"file {path}, column {field.name}, row {row}: value is missing (null)")
+    _check_no_nulls(path, table, expected)
     history = table.column(schema.HISTORY).chunk(0) if table.num_rows else None
     if history is None:
         return 0
@@ -122,13 +146,7 @@ def _validate_parquet_file(path, with_target, vocabulary_size):
     _check_ids(path, schema.HISTORY, words, row_of_word, vocabulary_size)
     lengths = pc.list_value_length(history).to_numpy(zero_copy_only=False)
     _check_no_empty_rows(path, schema.HISTORY, lengths, 0, _EMPTY_HISTORY)
-    stated = table.column(schema.HISTORY_LENGTH).to_numpy()
-    mismatch = np.flatnonzero(lengths != stated)
-    if mismatch.size:
-        row = int(mismatch[0])
-        raise UserInputError(
-            f"file {path}, column {schema.HISTORY_LENGTH}, row {row}: says {int(stated[row])} "
-            f"behaviours but {schema.HISTORY} holds {int(lengths[row])}")
+    _check_stated_lengths(path, table, schema.HISTORY_LENGTH, schema.HISTORY, lengths, "behaviours")
     if with_target:
         targets = table.column(schema.TARGET_WORDS).chunk(0)
         counts = table.column(schema.TARGET_COUNTS).chunk(0)
@@ -154,18 +172,35 @@ def _validate_parquet_file(path, with_target, vocabulary_size):
     return table.num_rows
 
 
-def _tfrecord_error_column(message, with_target):
-    from data_loader.tfrecord_reader import feature_spec
-    for name in feature_spec(with_target):
-        if f"Key: {name}" in message or f"Feature: {name}" in message or f"'{name}'" in message:
-            return name
-    return None
+def _tfrecord_read_error(path, rows, error, feature_names, table_name):
+    """The UserInputError for a TFRecord shard that stopped parsing after ``rows`` good rows.
+
+    Args:
+        error: the ``tf.errors.DataLossError`` (truncated or corrupt file) or
+            ``tf.errors.InvalidArgumentError`` (records of another schema).
+        feature_names: the features the parser expects, to name the column
+            TensorFlow's message is about.
+        table_name: what the records should have been, e.g. "sequence table".
+    """
+    import tensorflow as tf
+
+    if isinstance(error, tf.errors.DataLossError):
+        return UserInputError(
+            f"file {path} is truncated or corrupt (not a complete TFRecord file); "
+            f"{rows} rows were readable before the damage")
+    column = next((name for name in feature_names if f"Key: {name}" in error.message
+                   or f"Feature: {name}" in error.message or f"'{name}'" in error.message), None)
+    where = f", column {column}" if column else ""
+    first_line = error.message.strip().splitlines()[0]
+    return UserInputError(
+        f"file {path}{where}: records after row {rows} do not match the {table_name} "
+        f"schema ({first_line})")
 
 
 def _validate_tfrecord_file(path, with_target, vocabulary_size):
     import tensorflow as tf
 
-    from data_loader.tfrecord_reader import parse_batch
+    from data_loader.tfrecord_reader import feature_spec, parse_batch
 
     _check_not_empty_file(path)
     rows = 0
@@ -190,17 +225,8 @@ def _validate_tfrecord_file(path, with_target, vocabulary_size):
                 _check_ids(path, schema.TARGET_WORDS, target_words.flat_values.numpy(),
                            rows + row_of_target, vocabulary_size)
             rows += int(history.nrows())
-    except tf.errors.DataLossError:
-        raise UserInputError(
-            f"file {path} is truncated or corrupt (not a complete TFRecord file); "
-            f"{rows} rows were readable before the damage") from None
-    except tf.errors.InvalidArgumentError as error:
-        column = _tfrecord_error_column(error.message, with_target)
-        where = f", column {column}" if column else ""
-        first_line = error.message.strip().splitlines()[0]
-        raise UserInputError(
-            f"file {path}{where}: records after row {rows} do not match the table "
-            f"schema ({first_line})") from None
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        raise _tfrecord_read_error(path, rows, error, feature_spec(with_target), "table") from None
     return rows
 
 
@@ -234,37 +260,22 @@ _EMPTY_ITEMS = ("every user of a sequence table has at least one history item; i
 
 def _check_item_indices(path, column, values, row_of_value, num_item_ids):
     """Raises for the first negative, out-of-range or special-token item index in ``values``."""
-    if values.size == 0:
-        return
-    bad = np.flatnonzero(values < 0)
-    if bad.size:
-        raise UserInputError(
-            f"file {path}, column {column}, row {int(row_of_value[bad[0]])}: negative item "
-            f"index {int(values[bad[0]])}")
+    _raise_at_first(path, column, values, row_of_value, values < 0, lambda v: f"negative item index {v}")
     if num_item_ids is not None:
-        bad = np.flatnonzero(values >= num_item_ids)
-        if bad.size:
-            raise UserInputError(
-                f"file {path}, column {column}, row {int(row_of_value[bad[0]])}: item index "
-                f"{int(values[bad[0]])} is outside the item index of {num_item_ids} ids "
-                f"(0..{num_item_ids - 1}); was the table built with another item index?")
-    bad = np.flatnonzero(values < schema.FIRST_ITEM_ID)
-    if bad.size:
-        value = int(values[bad[0]])
-        raise UserInputError(
-            f"file {path}, column {column}, row {int(row_of_value[bad[0]])}: item index {value} "
-            f"is the special token {schema.ITEM_SPECIAL_TOKENS[value]}; real items start at "
-            f"{schema.FIRST_ITEM_ID}")
+        _raise_at_first(
+            path, column, values, row_of_value, values >= num_item_ids,
+            lambda v: f"item index {v} is outside the item index of {num_item_ids} ids "
+                      f"(0..{num_item_ids - 1}); was the table built with another item index?")
+    _raise_at_first(
+        path, column, values, row_of_value, values < schema.FIRST_ITEM_ID,
+        lambda v: f"item index {v} is the special token {schema.ITEM_SPECIAL_TOKENS[v]}; real "
+                  f"items start at {schema.FIRST_ITEM_ID}")
 
 
 def _validate_sequence_parquet_file(path, num_item_ids):
     expected = schema.SEQUENCE_SCHEMA
     table = _parquet_rows(path, expected).combine_chunks()
-    for field in expected:
-        if table.column(field.name).null_count:
-            row = int(np.flatnonzero(
-                table.column(field.name).is_null().to_numpy(zero_copy_only=False))[0])
-            raise UserInputError(f"file {path}, column {field.name}, row {row}: value is missing (null)")
+    _check_no_nulls(path, table, expected)
     if not table.num_rows:
         return 0
     for column in (schema.ITEMS, schema.TARGET_ITEMS):
@@ -273,13 +284,7 @@ def _validate_sequence_parquet_file(path, num_item_ids):
                             _row_of_each_value(lists), num_item_ids)
     lengths = pc.list_value_length(table.column(schema.ITEMS).chunk(0)).to_numpy(zero_copy_only=False)
     _check_no_empty_rows(path, schema.ITEMS, lengths, 0, _EMPTY_ITEMS)
-    stated = table.column(schema.ITEMS_LENGTH).to_numpy()
-    mismatch = np.flatnonzero(lengths != stated)
-    if mismatch.size:
-        row = int(mismatch[0])
-        raise UserInputError(
-            f"file {path}, column {schema.ITEMS_LENGTH}, row {row}: says {int(stated[row])} "
-            f"items but {schema.ITEMS} holds {int(lengths[row])}")
+    _check_stated_lengths(path, table, schema.ITEMS_LENGTH, schema.ITEMS, lengths, "items")
     return table.num_rows
 
 
@@ -304,18 +309,8 @@ def _validate_sequence_tfrecord_file(path, num_item_ids):
             _check_no_empty_rows(path, schema.ITEMS, chunk[schema.ITEMS].row_lengths().numpy(),
                                  rows, _EMPTY_ITEMS)
             rows += int(chunk[schema.ITEMS].nrows())
-    except tf.errors.DataLossError:
-        raise UserInputError(
-            f"file {path} is truncated or corrupt (not a complete TFRecord file); "
-            f"{rows} rows were readable before the damage") from None
-    except tf.errors.InvalidArgumentError as error:
-        column = next((name for name in feature_spec(True) if f"Key: {name}" in error.message
-                       or f"Feature: {name}" in error.message or f"'{name}'" in error.message), None)
-        where = f", column {column}" if column else ""
-        first_line = error.message.strip().splitlines()[0]
-        raise UserInputError(
-            f"file {path}{where}: records after row {rows} do not match the sequence table "
-            f"schema ({first_line})") from None
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        raise _tfrecord_read_error(path, rows, error, feature_spec(True), "sequence table") from None
     return rows
 
 

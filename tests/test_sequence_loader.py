@@ -224,6 +224,25 @@ def test_tfrecord_item_outside_the_index_names_file_column_and_row(tmp_path):
         validate_sequence_table(table, 10)
 
 
+def test_tfrecord_of_another_schema_or_truncated_names_file_and_column(tmp_path):
+    path = str(tmp_path / "floats.tfrecord")
+    feature = {
+        "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"a"])),
+        "items": tf.train.Feature(float_list=tf.train.FloatList(value=[3.0, 4.0])),
+        "target_items": tf.train.Feature(int64_list=tf.train.Int64List(value=[5])),
+    }
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    with pytest.raises(UserInputError, match=f"file {path}, column items: records after row 0 "
+                                             f"do not match the sequence table schema"):
+        validate_sequence_table(resolve_table_files(path), 100)
+
+    damaged = tmp_path / "damaged.tfrecord"
+    damaged.write_bytes(open(path, "rb").read()[:-5])
+    with pytest.raises(UserInputError, match=f"file {damaged} is truncated or corrupt"):
+        validate_sequence_table(resolve_table_files(str(damaged)), 100)
+
+
 # ---- validation of Parquet rows ----------------------------------------------------------
 
 
