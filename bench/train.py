@@ -86,6 +86,7 @@ def synthetic_batch(flags, behaviours, rng):
     import tensorflow as tf
 
     from data_dumper import schema
+    from data_loader.batch_format import TARGET_WEIGHTS
 
     users = flags.batch_size
     words_per_behaviour = rng.integers(1, flags.max_words + 1, size=users * behaviours)
@@ -106,7 +107,7 @@ def synthetic_batch(flags, behaviours, rng):
         schema.HISTORY: history,
         schema.HISTORY_LENGTH: tf.fill([users], behaviours),
         schema.TARGET_WORDS: target_words,
-        "target_weights": tf.RaggedTensor.from_tensor(
+        TARGET_WEIGHTS: tf.RaggedTensor.from_tensor(
             tf.fill([users, flags.target_length], 1.0 / flags.target_length)),
     }, num_words
 

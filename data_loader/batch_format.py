@@ -22,6 +22,10 @@ import tensorflow as tf
 from data_dumper import schema
 from data_loader.random_split import random_consistency_split
 
+# The batch key of the soft target distribution: computed per batch from
+# target_counts, so it is not a table column (see data_dumper/schema.py).
+TARGET_WEIGHTS = "target_weights"
+
 
 def target_weights(target_words, target_counts, weighted_target):
     """Soft target distribution over each user's target words.
@@ -110,7 +114,7 @@ def finish_batch(ids, history, target_words=None, target_counts=None, *,
                 lambda: (target_words, target_counts))
         batch[schema.TARGET_WORDS] = target_words.with_flat_values(
             tf.cast(target_words.flat_values, tf.int32))
-        batch["target_weights"] = target_weights(target_words, target_counts, weighted_target)
+        batch[TARGET_WEIGHTS] = target_weights(target_words, target_counts, weighted_target)
     return batch
 
 

@@ -11,6 +11,7 @@ activations recomputed in chunks).
 import tensorflow as tf
 
 from data_dumper import schema
+from data_loader.batch_format import TARGET_WEIGHTS
 from model.model_inputs import history_to_model_inputs
 from model.training.distributed_trainer import DistributedTrainer, global_count
 
@@ -18,7 +19,7 @@ from model.training.distributed_trainer import DistributedTrainer, global_count
 def dense_targets(batch):
     """Ragged target words/weights -> dense [B, T] padded with word 0 and weight 0."""
     words = batch[schema.TARGET_WORDS].to_tensor(default_value=0)
-    weights = batch["target_weights"].to_tensor(default_value=0.0)
+    weights = batch[TARGET_WEIGHTS].to_tensor(default_value=0.0)
     return words, weights
 
 
