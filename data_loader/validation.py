@@ -163,12 +163,8 @@ def _validate_parquet_file(path, with_target, vocabulary_size):
                 f"{int(count_lengths[mismatch[0]])} counts for "
                 f"{int(target_lengths[mismatch[0]])} target words")
         count_values = pc.list_flatten(counts).to_numpy(zero_copy_only=False)
-        bad = np.flatnonzero(count_values < 1)
-        if bad.size:
-            row = int(_row_of_each_value(counts)[bad[0]])
-            raise UserInputError(
-                f"file {path}, column {schema.TARGET_COUNTS}, row {row}: count "
-                f"{int(count_values[bad[0]])} is below 1")
+        _raise_at_first(path, schema.TARGET_COUNTS, count_values, _row_of_each_value(counts),
+                        count_values < 1, lambda v: f"count {v} is below 1")
     return table.num_rows
 
 
