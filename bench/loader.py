@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
 from data_loader.dataset import make_dataset

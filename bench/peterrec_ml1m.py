@@ -110,7 +110,7 @@ def majority_accuracy(data, task):
     import numpy as np
 
     from data_loader.labels import read_labels
-    from util.downstream_probes import canonical_test_mask
+    from evaluation.probes import canonical_test_mask
 
     labels = read_labels(os.path.join(data, "users.dat"))
     values, present = labels.column(task)

@@ -24,7 +24,7 @@ measures dense matmul FLOP/s (the best of ``tf.matmul`` on [B*hops, mlp] x
 
 Reported per configuration: median step seconds, examples/s, the split,
 peak RSS (``ru_maxrss`` of the subprocess), the model FLOPs of a step
-(``model.flops.sumn_training_flops``) and MFU = model FLOPs per second /
+(``model.sumn.flops.sumn_training_flops``) and MFU = model FLOPs per second /
 matmul FLOP/s. Across configurations: step(first) / step(last), the
 issue's goal being <= 0.25 for 50 vs 900 behaviours.
 """
@@ -85,7 +85,7 @@ def synthetic_batch(flags, behaviours, rng):
     import numpy as np
     import tensorflow as tf
 
-    from data_dumper import schema
+    from contracts import schema
     from data_loader.batch_format import TARGET_WEIGHTS
 
     users = flags.batch_size
@@ -148,12 +148,12 @@ def run_worker(flags, behaviours):
     import numpy as np
     import tensorflow as tf
 
-    from data_dumper import schema
-    from model.flops import sumn_training_flops
-    from model.model_inputs import history_to_model_inputs
+    from contracts import schema
+    from model.sumn.flops import sumn_training_flops
+    from model.sumn.model_inputs import history_to_model_inputs
     from model.training import run_setup
     from model.training.fused_adam import FusedAdam
-    from model.training.sumn_trainer import SumnTrainer, dense_targets
+    from model.sumn.sumn_trainer import SumnTrainer, dense_targets
 
     keras.utils.set_random_seed(flags.seed)
     if flags.mixed_precision != "none":

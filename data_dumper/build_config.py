@@ -7,7 +7,8 @@ and the manifest records every field as "the flags used".
 import dataclasses
 from typing import Optional
 
-from data_dumper import demo_data, schema
+from contracts import schema
+from data_dumper import demo_data
 from data_dumper.movielens import AUTO as MOVIELENS_AUTO
 from data_dumper.movielens import LAYOUTS as MOVIELENS_LAYOUTS
 from util.errors import UserInputError

@@ -15,13 +15,13 @@ import time
 
 import duckdb
 
+from contracts import schema
 from data_dumper import (
     behaviour_log,
     build_config,
     demo_data,
     duckdb_session,
     movielens,
-    schema,
     sequences,
     table_writer,
     vocabulary,

@@ -7,7 +7,7 @@ half-built cache behind.
 
 import os
 
-from data_dumper import schema
+from contracts import schema
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
 

@@ -24,7 +24,8 @@ streams them, like the training rows.
 
 import dataclasses
 
-from data_dumper import behaviour_log, schema, windows
+from contracts import schema
+from data_dumper import behaviour_log, windows
 from data_dumper.sql import first_row
 from util.atomic import atomic_path
 

@@ -5,7 +5,7 @@ the query fixes, so the files are the same on every run. Each shard is written
 under a temporary name and renamed. Parquet shards carry exactly
 ``schema.TRAINING_SCHEMA`` / ``schema.INFERENCE_SCHEMA`` /
 ``schema.SEQUENCE_SCHEMA``; TFRecord shards hold one ``tf.train.Example`` per
-row, flattened as ``data_dumper/schema.py`` documents. TensorFlow is imported
+row, flattened as ``contracts/schema.py`` documents. TensorFlow is imported
 only for TFRecord.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from data_dumper import schema
+from contracts import schema
 from util.atomic import atomic_path
 
 # Rows per Arrow batch taken from DuckDB (and per Parquet row group).

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from data_dumper.schema import ID
+from contracts.schema import ID
 from util.atomic import temporary_path_for
 from util.errors import UserInputError
 

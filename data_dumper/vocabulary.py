@@ -13,7 +13,8 @@ Counting and id mapping run in DuckDB: ``build_vocabulary`` fills ``vocabulary``
 
 import dataclasses
 
-from data_dumper import behaviour_log, schema
+from contracts import schema
+from data_dumper import behaviour_log
 from data_dumper.sql import first_row
 from util.atomic import atomic_path
 

@@ -25,7 +25,8 @@ DuckDB spills the rest to disk.
 
 import dataclasses
 
-from data_dumper import behaviour_log, schema, vocabulary
+from contracts import schema
+from data_dumper import behaviour_log, vocabulary
 from data_dumper.sql import first_row, sql_string
 from util.errors import UserInputError
 

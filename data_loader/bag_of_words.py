@@ -1,7 +1,7 @@
 """Reads each user's bag of words from a SUMN inference table into a sparse matrix.
 
 The bag counts every word id of every behaviour in the user's ``history``
-(see ``data_dumper/schema.py``), which is what a bag-of-items baseline such as
+(see ``contracts/schema.py``), which is what a bag-of-items baseline such as
 TF-IDF + logistic regression needs. Padding and out-of-vocabulary ids are not
 words and are dropped. The work is vectorised over pyarrow offsets: no Python
 runs per user or per behaviour.
@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import scipy.sparse
 
-from data_dumper.schema import FIRST_WORD_ID, HISTORY, ID, INFERENCE_SUBDIR, VOCABULARY_FILE
+from contracts.schema import FIRST_WORD_ID, HISTORY, ID, INFERENCE_SUBDIR, VOCABULARY_FILE
 from util.errors import UserInputError
 
 

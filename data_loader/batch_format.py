@@ -19,11 +19,11 @@ real data rather than SUMN's 900 x 24 maxima.
 
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_loader.random_split import random_consistency_split
 
 # The batch key of the soft target distribution: computed per batch from
-# target_counts, so it is not a table column (see data_dumper/schema.py).
+# target_counts, so it is not a table column (see contracts/schema.py).
 TARGET_WEIGHTS = "target_weights"
 
 

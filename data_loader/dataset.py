@@ -10,7 +10,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_loader.parquet_reader import parquet_dataset
 from data_loader.tfrecord_reader import tfrecord_dataset
 from util.errors import UserInputError

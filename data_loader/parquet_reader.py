@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_loader.arrow_buffers import flat_values, row_splits, string_parts
 from data_loader.batch_format import cut_into_batches
 from data_loader.batch_format import finish_batch

@@ -11,7 +11,7 @@ All in TF ops on the ragged batch: no Python per user.
 
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 
 
 def _random_targets(row_lengths, fraction, seed):

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_loader.arrow_buffers import flat_values, row_splits, string_parts
 from data_loader.dataset import shard_files
 from util.errors import UserInputError

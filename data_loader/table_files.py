@@ -11,7 +11,7 @@ import glob
 import json
 import os
 
-from data_dumper import schema
+from contracts import schema
 from util.errors import UserInputError
 
 _SUFFIX_TO_FORMAT = {suffix: fmt for fmt, suffix in schema.FILE_SUFFIX.items()}

@@ -9,7 +9,7 @@ that happens to be one of the user's items is rare and left in, as there).
 
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 
 ITEMS = schema.ITEMS
 LABEL = "label"

@@ -7,7 +7,7 @@ record. The flattened Example layout is documented in data_dumper/schema.py.
 
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_loader.batch_format import finish_batch
 
 _READ_BUFFER_BYTES = 8 << 20

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_loader.sequence_dataset import make_sequence_dataset
 from data_loader.sequence_options import SequenceReaderOptions
 

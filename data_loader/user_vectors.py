@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from data_dumper.schema import ID
+from contracts.schema import ID
 from util.errors import UserInputError
 
 EMBEDDING = "embedding"

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from data_dumper import schema
+from contracts import schema
 from util.errors import UserInputError
 
 _TFRECORD_CHECK_BATCH = 1024

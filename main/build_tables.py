@@ -5,14 +5,15 @@
     python main/build_tables.py --log=events.parquet --log_order_column=ts \\
         --items=items.csv --item_text_column=title --output_dir=runs/mine/tables
 
-Writes ``--output_dir`` as ``data_dumper/schema.py`` documents: vocabulary.txt,
+Writes ``--output_dir`` as ``contracts/schema.py`` documents: vocabulary.txt,
 items.txt, train/, inference/ and sequences/ shards, labels.parquet (demo and
 MovieLens) and manifest.json. A bad flag or input prints ``error: ...`` and exits 2.
 """
 
 import argparse
 
-from data_dumper import demo_data, movielens, schema
+from contracts import schema
+from data_dumper import demo_data, movielens
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
 from util.cli import run_cli

@@ -23,11 +23,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from data_dumper.evaluation_report import build_report, markdown_table, write_evaluation_report  # noqa: E402
+from evaluation.report import build_report, markdown_table, write_evaluation_report  # noqa: E402
 from data_loader.bag_of_words import read_bag_of_words  # noqa: E402
 from data_loader.labels import read_labels  # noqa: E402
 from data_loader.user_vectors import read_user_vectors  # noqa: E402
-from util import downstream_probes as probes  # noqa: E402
+from evaluation import probes as probes  # noqa: E402
 from util.cli import run_cli  # noqa: E402
 from util.errors import UserInputError  # noqa: E402
 from util.flag_types import positive_int  # noqa: E402

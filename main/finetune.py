@@ -19,7 +19,7 @@ import json
 import keras
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_loader.table_files import resolve_table_files
 from data_loader.task_dataset import classification_dataset, recommendation_dataset
 from data_loader.user_sequences import read_user_sequences
@@ -40,7 +40,7 @@ from util.atomic import atomic_directory, write_text_atomically
 from util.cli import run_cli
 from util.distribution import describe_strategy, make_strategy
 from util.errors import UserInputError
-from util.downstream_probes import headline_metric, split_column
+from evaluation.probes import headline_metric, split_column
 from util.run_config import read_run_config
 
 # What validation maximises for recommendation (classification: AUC if binary, else accuracy).

@@ -18,7 +18,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from data_dumper import schema
+from contracts import schema
 from data_dumper.projector_export import export_projector
 from data_dumper.user_vector_writer import OUTPUT_FORMATS, PARQUET, vector_format
 from data_loader.dataset import make_dataset

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_dumper.demo_tables import ensure_demo_tables
 from data_loader.dataset import make_dataset
 from data_loader.reader_options import ReaderOptions
@@ -26,8 +26,8 @@ from model.training import run_setup
 from model.training.checkpoints import RunCheckpoints, prepare_checkpoint_dir, warm_start
 from model.training.flags import DEFAULT_DEMO_TABLES_DIR, SEQUENCE_MODELS, parse_training_flags
 from model.training.loop import train_until
-from model.training.sequence_pretrainer import SequencePretrainer
-from model.training.sumn_trainer import SumnTrainer
+from model.nextitnet.sequence_pretrainer import SequencePretrainer
+from model.sumn.sumn_trainer import SumnTrainer
 from model.training.training_log import TrainingLog
 from util.cli import run_cli
 from util.distribution import describe_strategy, is_chief, make_strategy, split_cpu

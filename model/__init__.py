@@ -1,27 +1,11 @@
-"""Keras 3 layers and models: behaviour encoder, pooling strategies, objectives.
+"""Keras 3 layers and models, one home per idea (see docs/ARCHITECTURE.md).
 
-Importing this package registers every custom layer with Keras, so
-``keras.saving.load_model`` can rebuild a saved ``SumnModel``.
+    registry.py   model families by name: config, builder, pretraining, user vectors
+    layers/       layers several families or methods share (input checks, block adapters, patches)
+    sumn/         SUMN: behaviour encoder, pooling, behavioural-consistency decoder and loss
+    nextitnet/    NextItNet / GRec: dilated residual blocks (with an adapter hook), item softmax
+    tasks/        downstream tasks: their data split, head, loss and metrics
+    methods/      what a downstream method trains and inserts: peterrec, fineall, ...
+    training/     the distributed step, loops, optimizer, checkpoints of a run
+    inference/    restoring a registered family and encoding users
 """
-
-from model.behaviour_encoder import BehaviourEncoder
-from model.consistency_decoder import BehaviouralConsistencyDecoder
-from model.consistency_loss import behavioural_consistency_loss
-from model.consistency_loss import per_hop_consistency_loss
-from model.flops import sumn_training_flops
-from model.model_inputs import history_to_model_inputs
-from model.pooling import POOLING_STRATEGIES
-from model.pooling import make_pooling
-from model.sumn import SumnModel
-
-__all__ = [
-    "BehaviourEncoder",
-    "BehaviouralConsistencyDecoder",
-    "POOLING_STRATEGIES",
-    "SumnModel",
-    "behavioural_consistency_loss",
-    "history_to_model_inputs",
-    "make_pooling",
-    "per_hop_consistency_loss",
-    "sumn_training_flops",
-]

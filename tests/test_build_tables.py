@@ -12,7 +12,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from data_dumper import schema, table_writer, vocabulary
+from contracts import schema
+from data_dumper import table_writer, vocabulary
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
 from util.errors import UserInputError

@@ -11,7 +11,8 @@ import scipy.sparse
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from data_dumper import demo_data, schema
+from contracts import schema
+from data_dumper import demo_data
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
 from util.errors import UserInputError

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_dumper.evaluation_report import REPORT_FILES
-from data_dumper.schema import INFERENCE_SCHEMA
+from evaluation.report import REPORT_FILES
+from contracts.schema import INFERENCE_SCHEMA
 from util.cli import run_cli
 
 AGES = (1, 18, 25, 35, 45, 50, 56)

@@ -1,11 +1,11 @@
-"""Probes, metrics, splits and baselines of util/downstream_probes.py."""
+"""Probes, metrics, splits and baselines of evaluation/probes.py."""
 
 import numpy as np
 import pytest
 import scipy.sparse
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from util import downstream_probes as probes
+from evaluation import probes as probes
 from util.errors import UserInputError
 
 C_GRID = (0.1, 1.0, 10.0)

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_dumper.schema import INFERENCE_SCHEMA
+from contracts.schema import INFERENCE_SCHEMA
 from data_loader.bag_of_words import read_bag_of_words
 from data_loader.labels import age_bracket, read_labels
 from data_loader.user_vectors import read_user_vectors

@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_dumper import user_vector_writer
 from data_dumper.user_vector_writer import vector_format
 from data_loader.user_vectors import read_user_vectors
 from model.inference import batch_inference, restore
-from model.model_inputs import history_to_model_inputs
+from model.sumn.model_inputs import history_to_model_inputs
 from test_loader import write_parquet_table
 from util.errors import UserInputError
 from util.run_config import read_run_config

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from model.finetune.task_checkpoint import load_task
 from model.inference.restore import restore_model
-from model.model_inputs import history_to_model_inputs
+from model.sumn.model_inputs import history_to_model_inputs
 from util.run_config import read_run_config
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "legacy_runs")

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_loader.dataset import make_dataset, shard_files
 from data_loader.reader_options import ReaderOptions
 from data_loader.table_files import resolve_table_files

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from data_dumper import schema
+from contracts import schema
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
 from data_loader.dataset import make_dataset

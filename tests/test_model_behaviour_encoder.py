@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.behaviour_encoder import BehaviourEncoder
-from model.model_inputs import history_to_model_inputs
+from model.sumn.behaviour_encoder import BehaviourEncoder
+from model.sumn.model_inputs import history_to_model_inputs
 
 VOCABULARY_SIZE = 30
 WORD_EMB_DIM = 6

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.consistency_decoder import BehaviouralConsistencyDecoder
-from model.consistency_loss import behavioural_consistency_loss
-from model.consistency_loss import per_hop_consistency_loss
-from model.consistency_loss import projected_consistency_loss
+from model.sumn.consistency_decoder import BehaviouralConsistencyDecoder
+from model.sumn.consistency_loss import behavioural_consistency_loss
+from model.sumn.consistency_loss import per_hop_consistency_loss
+from model.sumn.consistency_loss import projected_consistency_loss
 from keras_helpers import global_policy
 
 VOCABULARY_SIZE = 11

@@ -2,7 +2,7 @@
 
 import pytest
 
-from model.flops import sumn_training_flops
+from model.sumn.flops import sumn_training_flops
 from util.errors import UserInputError
 
 # batch 2, 10 words, grid of 3 behaviours, E=4, D=5, decoder 5 -> 6 -> V=7.

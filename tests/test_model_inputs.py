@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.model_inputs import history_to_model_inputs
+from model.sumn.model_inputs import history_to_model_inputs
 
 
 def ragged(rows):

@@ -5,12 +5,12 @@ import keras
 import numpy as np
 import pytest
 
-from model.pooling import POOLING_STRATEGIES
-from model.pooling import GruHopPooling
-from model.pooling import MaxPooling
-from model.pooling import MeanPooling
-from model.pooling import MultiHopPooling
-from model.pooling import make_pooling
+from model.sumn.pooling import POOLING_STRATEGIES
+from model.sumn.pooling import GruHopPooling
+from model.sumn.pooling import MaxPooling
+from model.sumn.pooling import MeanPooling
+from model.sumn.pooling import MultiHopPooling
+from model.sumn.pooling import make_pooling
 from util.errors import UserInputError
 from keras_helpers import global_policy
 

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_dumper import schema
-from model.sequence import ItemSoftmax
-from model.sequence import append_cls
-from model.sequence import item_prediction_loss
-from model.sequence import left_pad
-from model.sequence import mask_items
-from model.sequence import next_item_targets
+from contracts import schema
+from model.nextitnet import ItemSoftmax
+from model.nextitnet import append_cls
+from model.nextitnet import item_prediction_loss
+from model.nextitnet import left_pad
+from model.nextitnet import mask_items
+from model.nextitnet import next_item_targets
 
 CLS = schema.ITEM_CLS_ID
 MASK = schema.ITEM_MASK_ID

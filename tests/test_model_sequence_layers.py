@@ -4,14 +4,14 @@ import keras
 import numpy as np
 import pytest
 
-from model.sequence import ClassificationHead
-from model.sequence import DEFAULT_DILATIONS
-from model.sequence import DilatedResidualBlock
-from model.sequence import ItemScoringHead
-from model.sequence import ItemSoftmax
-from model.sequence import ModelPatch
-from model.sequence import NextItNetEncoder
-from model.sequence import cls_user_vector
+from model.tasks.heads import ClassificationHead
+from model.nextitnet import DEFAULT_DILATIONS
+from model.nextitnet import DilatedResidualBlock
+from model.tasks.heads import ItemScoringHead
+from model.nextitnet import ItemSoftmax
+from model.layers.model_patch import ModelPatch
+from model.nextitnet import NextItNetEncoder
+from model.nextitnet import cls_user_vector
 from keras_helpers import global_policy
 
 CHANNELS = 16

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import SumnModel
-from model import behavioural_consistency_loss
-from model import history_to_model_inputs
-from model import sumn
-from model.consistency_loss import per_hop_consistency_loss
-from model.pooling import POOLING_STRATEGIES
+from model.sumn import SumnModel
+from model.sumn import behavioural_consistency_loss
+from model.sumn import history_to_model_inputs
+from model.sumn import sumn_model as sumn
+from model.sumn.consistency_loss import per_hop_consistency_loss
+from model.sumn.pooling import POOLING_STRATEGIES
 from util.errors import UserInputError
 from keras_helpers import global_policy
 

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_dumper import movielens, schema, vocabulary
+from contracts import schema
+from data_dumper import movielens, vocabulary
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
 from util.errors import UserInputError

@@ -208,7 +208,7 @@ def test_a_sumn_run_is_not_a_backbone(tmp_path):
 def test_sampled_negatives_are_items_the_user_never_met():
     import tensorflow as tf
 
-    from data_dumper import schema
+    from contracts import schema
     from model.finetune.task_evaluation import sample_unseen_items
 
     num_item_ids = 40

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
 from data_loader.sequence_dataset import make_sequence_dataset

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_dumper import schema, sequences, vocabulary
+from contracts import schema
+from data_dumper import sequences, vocabulary
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
 from main.build_tables import parse_flags

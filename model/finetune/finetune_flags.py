@@ -6,7 +6,7 @@ from model.finetune.methods import METHODS, PETERREC
 from model.finetune.task_data import RECOMMENDATION_TASK
 from util.distribution import STRATEGIES
 from util.flag_types import boolean, non_negative_float, non_negative_int, positive_int, probability
-from util.downstream_probes import CANONICAL_SPLIT
+from evaluation.probes import CANONICAL_SPLIT
 
 PATCH_PLACEMENTS = ("serial", "serial_after_norm", "parallel")
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from data_loader.labels import read_labels
 from model.finetune.task_model import CLASSIFICATION, RECOMMENDATION
-from util import downstream_probes as probes
+from evaluation import probes as probes
 from util.errors import UserInputError
 
 RECOMMENDATION_TASK = "items"

@@ -1,7 +1,7 @@
 """Scores a fine-tuned ``TaskModel`` on held-out users.
 
 Classification: class probabilities, then accuracy / macro-F1 / AUC
-(``util.downstream_probes.classification_metrics``, scikit-learn).
+(``evaluation.probes.classification_metrics``, scikit-learn).
 
 Recommendation, each test user's positive being the first item of its target
 window (the item that follows its history):
@@ -20,8 +20,8 @@ import keras_rs
 import numpy as np
 import tensorflow as tf
 
-from data_dumper import schema
-from util.downstream_probes import classification_metrics
+from contracts import schema
+from evaluation.probes import classification_metrics
 
 # Users encoded per forward pass when evaluating.
 EVAL_BATCH = 256

@@ -8,10 +8,10 @@ as PeterRec does.
 
 import keras
 
-from model.sequence.finetune_heads import ClassificationHead, ItemScoringHead
-from model.sequence.nextitnet import NextItNetEncoder
-from model.sequence.sequence_inputs import append_cls
-from model.sequence.user_vector import cls_user_vector
+from model.tasks.heads import ClassificationHead, ItemScoringHead
+from model.nextitnet.encoder import NextItNetEncoder
+from model.nextitnet.sequence_inputs import append_cls
+from model.nextitnet.user_vector import cls_user_vector
 
 CLASSIFICATION = "classification"
 RECOMMENDATION = "recommendation"

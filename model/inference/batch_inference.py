@@ -23,8 +23,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from data_dumper import schema
-from model.model_inputs import history_to_model_inputs
+from contracts import schema
+from model.sumn.model_inputs import history_to_model_inputs
 from util.atomic import write_text_atomically
 from util.distribution import tf_config, worker_role
 from util.errors import UserInputError

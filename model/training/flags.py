@@ -7,7 +7,7 @@ passes ``--dropout``, which its parser ignored, so here it is an alias of
 
 import argparse
 
-from model.pooling import POOLING_STRATEGIES
+from model.sumn.pooling import POOLING_STRATEGIES
 from util.distribution import STRATEGIES
 from util.flag_types import (
     boolean,

@@ -9,10 +9,10 @@ import os
 import keras
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_loader.table_files import resolve_table_files
-from model.model_inputs import history_to_model_inputs
-from model.sumn import SumnModel
+from model.sumn.model_inputs import history_to_model_inputs
+from model.sumn.sumn_model import SumnModel
 from model.training.fused_adam import FusedAdam
 from util.errors import UserInputError
 
@@ -113,7 +113,7 @@ def build_model(run_config):
 def build_sequence_model(run_config):
     """A ``SequencePretrainingModel`` from a run configuration, its variables created."""
     # Imported on use: a SUMN run never loads the item-sequence layers.
-    from model.sequence.sequence_pretraining_model import (
+    from model.nextitnet.pretraining_model import (
         CAUSAL_BY_MODEL,
         SequencePretrainingModel,
     )

@@ -20,9 +20,9 @@ cannot promise.
 import tensorflow as tf
 from keras import ops
 
-from model.input_checks import check_dim
-from model.input_checks import check_integer
-from model.input_checks import check_rank
+from model.layers.input_checks import check_dim
+from model.layers.input_checks import check_integer
+from model.layers.input_checks import check_rank
 
 
 def per_hop_consistency_loss(logits, target_words, target_weights):

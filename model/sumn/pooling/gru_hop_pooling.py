@@ -3,11 +3,11 @@
 import keras
 from keras import ops
 
-from model.input_checks import as_bool_mask
-from model.input_checks import check_pooling_inputs
-from model.pooling.masking import present_rows
-from model.pooling.masking import present_softmax
-from model.pooling.masking import sum_by_user
+from model.layers.input_checks import as_bool_mask
+from model.layers.input_checks import check_pooling_inputs
+from model.sumn.pooling.masking import present_rows
+from model.sumn.pooling.masking import present_softmax
+from model.sumn.pooling.masking import sum_by_user
 
 
 @keras.saving.register_keras_serializable(package="uur")

@@ -3,8 +3,8 @@
 import keras
 from keras import ops
 
-from model.input_checks import as_bool_mask
-from model.input_checks import check_pooling_inputs
+from model.layers.input_checks import as_bool_mask
+from model.layers.input_checks import check_pooling_inputs
 
 
 @keras.saving.register_keras_serializable(package="uur")

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from model.input_checks import static_shape
+from model.layers.input_checks import static_shape
 
 
 @keras.saving.register_keras_serializable(package="uur")

@@ -2,9 +2,9 @@
 
 from keras import ops
 
-from data_dumper import schema
-from model.input_checks import check_integer
-from model.input_checks import check_rank
+from contracts import schema
+from model.layers.input_checks import check_integer
+from model.layers.input_checks import check_rank
 
 
 def cls_user_vector(hidden, item_ids, causal):

@@ -3,12 +3,12 @@
 import keras
 from keras import ops
 
-from data_dumper import schema
-from model.input_checks import check_integer
-from model.input_checks import check_rank
-from model.sequence.dilated_residual_block import PATCH_KINDS
-from model.sequence.dilated_residual_block import PATCH_NONE
-from model.sequence.dilated_residual_block import DilatedResidualBlock
+from contracts import schema
+from model.layers.input_checks import check_integer
+from model.layers.input_checks import check_rank
+from model.nextitnet.dilated_residual_block import PATCH_KINDS
+from model.nextitnet.dilated_residual_block import PATCH_NONE
+from model.nextitnet.dilated_residual_block import DilatedResidualBlock
 
 # The paper's stack: dilations 1, 2, 4, 8 repeated (each block's second convolution doubles them).
 DEFAULT_DILATIONS = (1, 2, 4, 8, 1, 2, 4, 8)

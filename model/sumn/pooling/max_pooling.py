@@ -3,9 +3,9 @@
 import keras
 from keras import ops
 
-from model.input_checks import as_bool_mask
-from model.input_checks import check_pooling_inputs
-from model.pooling.masking import lowest_value
+from model.layers.input_checks import as_bool_mask
+from model.layers.input_checks import check_pooling_inputs
+from model.sumn.pooling.masking import lowest_value
 
 
 @keras.saving.register_keras_serializable(package="uur")

@@ -1,6 +1,6 @@
 """An analytic FLOP count of one SUMN training step, for model FLOPs utilisation (MFU)."""
 
-from model.pooling.registry import pooling_hops
+from model.sumn.pooling.registry import pooling_hops
 
 
 def sumn_training_flops(

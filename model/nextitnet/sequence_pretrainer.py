@@ -8,9 +8,9 @@ per-replica sum divided by the global number of positions).
 
 import tensorflow as tf
 
-from data_dumper import schema
-from model.sequence.item_prediction_loss import item_prediction_loss
-from model.sequence.sequence_inputs import left_pad, mask_items, next_item_targets
+from contracts import schema
+from model.nextitnet.item_prediction_loss import item_prediction_loss
+from model.nextitnet.sequence_inputs import left_pad, mask_items, next_item_targets
 from model.training.distributed_trainer import DistributedTrainer, global_count
 
 

@@ -6,14 +6,14 @@ registry maps ``--pooling`` names to them. Every strategy returns
 objective and inference treat them alike.
 """
 
-from model.pooling.gru_hop_pooling import GruHopPooling
-from model.pooling.max_pooling import MaxPooling
-from model.pooling.mean_pooling import MeanPooling
-from model.pooling.multi_hop_pooling import MultiHopPooling
-from model.pooling.registry import MULTI_HOP_STRATEGIES
-from model.pooling.registry import POOLING_STRATEGIES
-from model.pooling.registry import make_pooling
-from model.pooling.registry import pooling_hops
+from model.sumn.pooling.gru_hop_pooling import GruHopPooling
+from model.sumn.pooling.max_pooling import MaxPooling
+from model.sumn.pooling.mean_pooling import MeanPooling
+from model.sumn.pooling.multi_hop_pooling import MultiHopPooling
+from model.sumn.pooling.registry import MULTI_HOP_STRATEGIES
+from model.sumn.pooling.registry import POOLING_STRATEGIES
+from model.sumn.pooling.registry import make_pooling
+from model.sumn.pooling.registry import pooling_hops
 
 __all__ = [
     "GruHopPooling",

@@ -20,7 +20,7 @@ import os
 from matplotlib.figure import Figure
 
 from util.atomic import atomic_path
-from util.downstream_probes import MAJORITY, headline_metric
+from evaluation.probes import MAJORITY, headline_metric
 
 JSON_FILE = "evaluation.json"
 MARKDOWN_FILE = "evaluation.md"
@@ -36,7 +36,7 @@ def build_report(results, metadata):
 
     Args:
         results: list of dicts with ``model``, ``task``, ``n_classes`` and the
-            fields of ``util.downstream_probes.ProbeResult``.
+            fields of ``evaluation.probes.ProbeResult``.
         metadata: dict written as is (date, split, probe, inputs, user counts...).
     Returns:
         {"metadata": ..., "models": [names, majority last], "tasks": {task: {

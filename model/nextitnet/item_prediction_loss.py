@@ -7,7 +7,7 @@ PeterRec code trains with.
 
 import tensorflow as tf
 
-from model.input_checks import check_rank
+from model.layers.input_checks import check_rank
 
 
 def _full_softmax_logits(hidden, softmax_layer):

@@ -16,14 +16,14 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from model.behaviour_encoder import BehaviourEncoder
-from model.consistency_decoder import BehaviouralConsistencyDecoder
-from model.input_checks import as_bool_mask
-from model.model_inputs import BEHAVIOUR_MASK
-from model.model_inputs import MODEL_INPUT_KEYS
-from model.model_inputs import WORD_IDS
-from model.model_inputs import WORD_SEGMENTS
-from model.pooling import make_pooling
+from model.sumn.behaviour_encoder import BehaviourEncoder
+from model.sumn.consistency_decoder import BehaviouralConsistencyDecoder
+from model.layers.input_checks import as_bool_mask
+from model.sumn.model_inputs import BEHAVIOUR_MASK
+from model.sumn.model_inputs import MODEL_INPUT_KEYS
+from model.sumn.model_inputs import WORD_IDS
+from model.sumn.model_inputs import WORD_SEGMENTS
+from model.sumn.pooling import make_pooling
 
 USER_VECTORS = "user_vectors"
 LOGITS = "logits"
@@ -114,7 +114,7 @@ class SumnModel(keras.Model):
         """Encodes the users and decodes every hop.
 
         Args:
-            inputs: the dict from ``model.model_inputs.history_to_model_inputs``:
+            inputs: the dict from ``model.sumn.model_inputs.history_to_model_inputs``:
                 ``word_ids`` [num_words] int, ``word_segments`` [num_words] int,
                 ``behaviour_mask`` [batch_size, max_len] bool.
             training: whether dropout is active.

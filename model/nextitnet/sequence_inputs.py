@@ -9,7 +9,7 @@ their output.
 
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 
 # BERT's split of the chosen positions (GRec uses it too).
 MASK_SHARE = 0.8

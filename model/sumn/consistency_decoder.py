@@ -2,8 +2,8 @@
 
 import keras
 
-from model.consistency_loss import projected_consistency_loss
-from model.input_checks import check_rank
+from model.sumn.consistency_loss import projected_consistency_loss
+from model.layers.input_checks import check_rank
 
 
 @keras.saving.register_keras_serializable(package="uur")

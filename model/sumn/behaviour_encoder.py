@@ -15,10 +15,10 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from model.input_checks import as_bool_mask
-from model.input_checks import check_dim
-from model.input_checks import check_integer
-from model.input_checks import check_rank
+from model.layers.input_checks import as_bool_mask
+from model.layers.input_checks import check_dim
+from model.layers.input_checks import check_integer
+from model.layers.input_checks import check_rank
 
 
 def _in_segment_order(word_ids, word_rows):
@@ -82,7 +82,7 @@ class BehaviourEncoder(keras.layers.Layer):
 
     A behaviour vector is the mean of its word embeddings followed by
     ``Dense(model_dim, relu)``; absent behaviours come out as zeros. Words
-    arrive flat (see ``model.model_inputs.history_to_model_inputs``) and the
+    arrive flat (see ``model.sumn.model_inputs.history_to_model_inputs``) and the
     projection runs on the present behaviours only, so the cost follows the
     real words and behaviours, never the padded maxima; only the output is
     laid out on the [batch_size, max_len] grid. Word id 0 (padding)

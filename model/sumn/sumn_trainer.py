@@ -10,9 +10,9 @@ activations recomputed in chunks).
 
 import tensorflow as tf
 
-from data_dumper import schema
+from contracts import schema
 from data_loader.batch_format import TARGET_WEIGHTS
-from model.model_inputs import history_to_model_inputs
+from model.sumn.model_inputs import history_to_model_inputs
 from model.training.distributed_trainer import DistributedTrainer, global_count
 
 

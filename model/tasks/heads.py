@@ -3,8 +3,8 @@
 import keras
 from keras import ops
 
-from model.input_checks import check_integer
-from model.input_checks import check_rank
+from model.layers.input_checks import check_integer
+from model.layers.input_checks import check_rank
 
 
 @keras.saving.register_keras_serializable(package="uur")

@@ -3,9 +3,9 @@
 import keras
 from keras import ops
 
-from model.input_checks import as_bool_mask
-from model.input_checks import check_rank
-from model.sequence.model_patch import ModelPatch
+from model.layers.input_checks import as_bool_mask
+from model.layers.input_checks import check_rank
+from model.layers.model_patch import ModelPatch
 
 PATCH_NONE = "none"
 PATCH_SERIAL = "serial"

@@ -7,8 +7,8 @@ over to downstream tasks.
 
 import keras
 
-from model.sequence.item_softmax import ItemSoftmax
-from model.sequence.nextitnet import NextItNetEncoder
+from model.nextitnet.item_softmax import ItemSoftmax
+from model.nextitnet.encoder import NextItNetEncoder
 
 # ``--model`` values and whether their convolutions look only at the past.
 CAUSAL_BY_MODEL = {"nextitnet": True, "grec": False}

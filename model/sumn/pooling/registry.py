@@ -1,9 +1,9 @@
 """The ``--pooling`` strategies by name, and the one way to build one."""
 
-from model.pooling.gru_hop_pooling import GruHopPooling
-from model.pooling.max_pooling import MaxPooling
-from model.pooling.mean_pooling import MeanPooling
-from model.pooling.multi_hop_pooling import MultiHopPooling
+from model.sumn.pooling.gru_hop_pooling import GruHopPooling
+from model.sumn.pooling.max_pooling import MaxPooling
+from model.sumn.pooling.mean_pooling import MeanPooling
+from model.sumn.pooling.multi_hop_pooling import MultiHopPooling
 from util.errors import UserInputError
 
 POOLING_STRATEGIES = {

@@ -1,0 +1,1 @@
+"""Evaluation: user splits, probes on frozen vectors, metrics, baselines and reports."""

@@ -1,0 +1,1 @@
+"""Layers shared by several families or methods: input checks, block adapters, model patches."""

@@ -1,0 +1,1 @@
+"""Downstream tasks (classification of a label column, item recommendation) and their heads."""
