@@ -12,7 +12,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["contracts*", "data_dumper*", "data_loader*", "evaluation*", "model*", "util*"]),
+    packages=find_packages(include=["contracts*", "data_dumper*", "data_loader*", "evaluation*", "main*", "model*", "util*"]),
     install_requires=[
         "tensorflow>=2.21,<2.22",
         # TF 2.21 no longer installs TensorBoard, which tf.summary and users need.

@@ -110,7 +110,7 @@ def write_report(flags, commands, seconds, evaluation):
         "are logistic regressions on the frozen vectors, C chosen by 5-fold cross-validation "
         "on the train users.",
         "",
-        f"Reference (supervised TF-IDF + logistic regression, ../shared/data/ml-1m/README.md): "
+        "Reference (supervised TF-IDF + logistic regression, ../shared/data/ml-1m/README.md): "
         + ", ".join(f"{name} {value:.3f}" for name, value in REFERENCE.items()) + ".",
         "Where SUMN falls short of it, and every configuration tried to close the gap: "
         "[ml1m_tuning.md](ml1m_tuning.md).",

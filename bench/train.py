@@ -5,8 +5,9 @@
     python bench/train.py --num_vocabulary=20000 --steps=3 --json   # smaller, quicker
 
 For every ``--behaviours`` value a fresh subprocess (so peak memory does not
-mix between configurations) builds the model with ``run_setup.build_model``
-and the optimizer with ``run_setup.build_optimizer`` (``FusedAdam``, or
+mix between configurations) builds the model through the SUMN family's
+registration (``model/registry.py``) and the optimizer with
+``model.training.optimizer.build_optimizer`` (``FusedAdam``, or
 Keras Adam with ``--optimizer=adam``), makes synthetic batches in the
 loader's format (every user has exactly that many behaviours; each
 behaviour 1..``--max_words`` words, uniformly, ids drawn from a Zipf-like
@@ -151,8 +152,9 @@ def run_worker(flags, behaviours):
     from contracts import schema
     from model.sumn.flops import sumn_training_flops
     from model.sumn.model_inputs import history_to_model_inputs
-    from model.training import run_setup
+    from model import registry
     from model.training.fused_adam import FusedAdam
+    from model.training.optimizer import build_optimizer
     from model.sumn.sumn_trainer import SumnTrainer, dense_targets
 
     keras.utils.set_random_seed(flags.seed)
@@ -162,13 +164,15 @@ def run_worker(flags, behaviours):
     batches, word_counts = zip(*(synthetic_batch(flags, behaviours, rng) for _ in range(2)))
 
     strategy = tf.distribute.get_strategy()
-    run_config = {"num_vocabulary": flags.num_vocabulary, "word_emb_dim": flags.word_emb_dim,
-                  "model_dim": flags.model_dim, "pooling": flags.pooling, "num_hops": flags.num_hops,
-                  "mlp_layers": flags.mlp, "dropout_rate": 0.1}
-    model = run_setup.build_model(run_config)
+    run_config = {"model": "sumn", "num_vocabulary": flags.num_vocabulary,
+                  "word_emb_dim": flags.word_emb_dim, "model_dim": flags.model_dim,
+                  "pooling": flags.pooling, "num_hops": flags.num_hops, "mlp_layers": flags.mlp,
+                  "dropout_rate": 0.1}
+    family = registry.family_of(run_config)
+    model = family.build(family.config_from(run_config))
     optimizer_class = {"fused_adam": FusedAdam, "adam": keras.optimizers.Adam}[flags.optimizer]
-    optimizer = run_setup.build_optimizer(1e-3, flags.mixed_precision, model.trainable_variables,
-                                          optimizer_class=optimizer_class)
+    optimizer = build_optimizer(1e-3, flags.mixed_precision, model.trainable_variables,
+                                optimizer_class=optimizer_class)
     trainer = SumnTrainer(model, optimizer, strategy)
     built_rss = peak_rss_gb()  # batches, weights and Adam slots, before any step
 

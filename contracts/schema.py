@@ -66,6 +66,11 @@ PAD_TOKEN = "<pad>"
 OOV_TOKEN = "<oov>"
 FIRST_WORD_ID = 2
 
+# SUMN's limits of a history: behaviours per user x words per behaviour (the
+# --max_query_per_week / --max_words_per_query defaults of every stage).
+DEFAULT_MAX_BEHAVIOURS = 900
+DEFAULT_MAX_WORDS = 24
+
 ITEM_PAD_ID = 0
 ITEM_MASK_ID = 1
 ITEM_CLS_ID = 2

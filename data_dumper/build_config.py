@@ -46,8 +46,8 @@ class BuildConfig:
     # Windows.
     target_fraction: Optional[float] = None
     split_time: Optional[str] = None
-    max_query_per_week: int = 900
-    max_words_per_query: int = 24
+    max_query_per_week: int = schema.DEFAULT_MAX_BEHAVIOURS
+    max_words_per_query: int = schema.DEFAULT_MAX_WORDS
     target_length: int = 500
     # Item sequences (sequences/ table).
     max_items_per_user: int = 200

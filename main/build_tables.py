@@ -16,6 +16,7 @@ from contracts import schema
 from data_dumper import demo_data, movielens
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
+from main.flags.common import add_history_limit_flags
 from util.cli import run_cli
 
 
@@ -80,11 +81,7 @@ def parse_flags(argv=None):
     windows.add_argument("--split_time", default=None,
                          help="split by time instead: behaviours whose order value is >= this value "
                               "of the order column (e.g. 2003-01-01 or 975000000) form the target")
-    windows.add_argument("--max_query_per_week", type=int, default=900,
-                         help="history behaviours kept per user, the most recent (default: %(default)s)")
-    windows.add_argument("--max_words_per_query", type=int, default=24,
-                         help="words kept per behaviour, the first ones; the item-id token is first "
-                              "(default: %(default)s)")
+    add_history_limit_flags(windows, positive=False)
     windows.add_argument("--target_length", type=int, default=500,
                          help="target words kept per user, the most frequent (default: %(default)s)")
 

@@ -11,7 +11,6 @@ Reads the inference table recorded in ``<checkpoint_dir>/model_arch.json`` (or
 A rerun skips complete shards; ``--overwrite`` redoes them.
 """
 
-import argparse
 import dataclasses
 import os
 import time
@@ -19,84 +18,19 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from contracts import schema
+from data_dumper import inference_outputs
 from data_dumper.projector_export import export_projector
-from data_dumper.user_vector_writer import OUTPUT_FORMATS, PARQUET, vector_format
+from data_dumper.user_vector_writer import vector_format
 from data_loader.dataset import make_dataset
 from data_loader.reader_options import ReaderOptions
 from data_loader.table_files import resolve_table_files
 from data_loader.validation import validate_table
+from main.flags.inference import PROJECTOR_SUBDIR, inference_flag_parser
+from model import registry
 from model.inference import batch_inference, restore
-from model.training.flags import DEFAULT_CHECKPOINT_DIR
 from util.cli import run_cli
 from util.errors import UserInputError
-from util.flag_types import positive_int
 from util.run_config import RUN_CONFIG_FILE, read_run_config
-
-PROJECTOR_SUBDIR = "projector"
-
-
-def inference_flag_parser():
-    """The argparse parser of ``main/inference.py``."""
-    parser = argparse.ArgumentParser(
-        prog="main/inference.py",
-        description="Encode users with a trained SUMN checkpoint and write their vectors, one "
-                    "output shard per input shard.")
-    run = parser.add_argument_group("model")
-    run.add_argument("--checkpoint_dir", default=DEFAULT_CHECKPOINT_DIR,
-                     help=f"the training run folder (ckpt-<step>, {RUN_CONFIG_FILE}) "
-                          f"(default: {DEFAULT_CHECKPOINT_DIR})")
-    run.add_argument("--step", type=int, default=0,
-                     help="checkpoint step: N reads ckpt-N (or ckpt-N+1 where only that exists); "
-                          "0 reads the latest (default: 0)")
-    run.add_argument("--random_init", action="store_true",
-                     help="encode with a randomly initialised model of the run's architecture "
-                          "instead of a checkpoint: the random-encoder baseline of "
-                          "main/evaluate.py (default: off)")
-    run.add_argument("--seed", type=int, default=0,
-                     help="initialisation seed with --random_init (default: 0)")
-    run.add_argument("--hop", type=int, default=0,
-                     help="which hop's vector to write, 1-based; 0 is the last hop (default: 0)")
-
-    data = parser.add_argument_group("input")
-    data.add_argument("--tables", default="",
-                      help="inference table: a folder from main/build_tables.py (its inference/ "
-                           "table), a glob, or comma-separated shards; a training table works too "
-                           f"(default: the inference table recorded in {RUN_CONFIG_FILE})")
-    data.add_argument("--max_query_per_week", type=positive_int, default=None,
-                      help=f"behaviours kept per history, the most recent (default: the training "
-                           f"run's value in {RUN_CONFIG_FILE})")
-    data.add_argument("--max_words_per_query", type=positive_int, default=None,
-                      help=f"words kept per behaviour, the first ones (default: the training run's "
-                           f"value in {RUN_CONFIG_FILE})")
-    data.add_argument("--batch_size", type=positive_int, default=512,
-                      help="users encoded per batch (default: 512)")
-
-    output = parser.add_argument_group("output")
-    output.add_argument("--outputs", default="",
-                        help="output folder (default: <checkpoint_dir>/user_vectors/step-<N>)")
-    output.add_argument("--output_format", default=PARQUET,
-                        help=f"one of {', '.join(OUTPUT_FORMATS)}: parquet (id, embedding, length), "
-                             "tfrecord (Examples), npy (+ .ids.txt, .lengths.txt) or tsv (SUMN's "
-                             "id<separator>v1,...,vd<separator>length lines) (default: parquet)")
-    output.add_argument("--separator", default="\t",
-                        help="tsv field separator; '\\t' means a tab (default: a tab)")
-    output.add_argument("--overwrite", action="store_true",
-                        help="redo shards that are already complete (default: skip them)")
-    output.add_argument("--projector", action="store_true",
-                        help=f"also write a sample of vectors for TensorBoard's projector into "
-                             f"<outputs>/{PROJECTOR_SUBDIR} (default: off)")
-    output.add_argument("--projector_sample", type=positive_int, default=2000,
-                        help="users in the projector sample (default: 2000)")
-    output.add_argument("--progress_seconds", type=float, default=5.0,
-                        help="seconds between progress lines within a shard (default: 5)")
-
-    distribution = parser.add_argument_group("distribution")
-    distribution.add_argument("--slice_id", type=int, default=None,
-                              help="this job's slice, 0-based; input shard i goes to slice "
-                                   "i %% slice_count (default: from TF_CONFIG, else 0)")
-    distribution.add_argument("--slice_count", type=int, default=None,
-                              help="number of slices (default: workers in TF_CONFIG, else 1)")
-    return parser
 
 
 def _inference_tables(flags, run_config):
@@ -133,11 +67,13 @@ def main(argv=None):
         step, checkpoint = restore.checkpoint_for_step(flags.checkpoint_dir, flags.step)
         run_name = f"step-{step}"
     run_config = read_run_config(flags.checkpoint_dir, required=True)
-    if run_config.get("model", "sumn") != "sumn":
+    family = registry.family_of(run_config, os.path.join(flags.checkpoint_dir, RUN_CONFIG_FILE))
+    if family.user_encoder is None:
         raise UserInputError(
-            f"--checkpoint_dir {flags.checkpoint_dir} holds a {run_config['model']} run; "
-            f"main/inference.py writes SUMN user vectors; fine-tune a {run_config['model']} "
-            f"backbone with main/finetune.py")
+            f"--checkpoint_dir {flags.checkpoint_dir} holds a {family.name} run; "
+            f"main/inference.py writes the user vectors of "
+            f"{', '.join(f.name for f in registry.FAMILIES.values() if f.user_encoder)} runs; "
+            f"fine-tune a {family.name} backbone with main/finetune.py")
     tables = _inference_tables(flags, run_config)
     outputs = flags.outputs or os.path.join(flags.checkpoint_dir, "user_vectors", run_name)
     if os.path.exists(outputs) and not os.path.isdir(outputs):
@@ -160,7 +96,7 @@ def main(argv=None):
     }
     if output_format.name == "tsv":
         settings["separator"] = output_format.separator
-    batch_inference.check_settings(outputs, settings, flags.overwrite)
+    inference_outputs.check_settings(outputs, settings, flags.overwrite)
 
     pending = [job for job in jobs
                if flags.overwrite or not output_format.is_complete(job.output_path)]
@@ -178,12 +114,12 @@ def main(argv=None):
               f"shard(s) for {slice_count} slices", flush=True)
 
     # Every user error is behind us: from here on the outputs change.
-    batch_inference.prepare_outputs(outputs, jobs, output_format, settings, slice_id, slice_count,
+    inference_outputs.prepare_outputs(outputs, jobs, output_format, settings, slice_id, slice_count,
                                     flags.overwrite)
     reader_options = ReaderOptions(
         batch_size=flags.batch_size, with_target=False, shuffle=False, repeat=False,
         drop_remainder=False, max_behaviours=max_behaviours, max_words=max_words)
-    encoder = batch_inference.UserEncoder(model, hop_index)
+    encoder = family.user_encoder(model, hop_index)
     sample = (batch_inference.UserSample(flags.projector_sample)
               if flags.projector and slice_id == 0 else None)
     shards = batch_inference.encode_shards(
@@ -201,7 +137,7 @@ def main(argv=None):
     summary = dict(settings, num_hops=model.num_hops, dim=model.model_dim, shards=shards,
                    users=sum(shard["users"] for shard in shards),
                    seconds=round(time.perf_counter() - started, 3))
-    summary_file = batch_inference.finish_outputs(outputs, summary, slice_id, slice_count)
+    summary_file = inference_outputs.finish_outputs(outputs, summary, slice_id, slice_count)
     print(f"done: {summary['users']:,} users in {len(shards)} shards; summary in {summary_file}",
           flush=True)
     return 0

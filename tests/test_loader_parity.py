@@ -1,6 +1,5 @@
 """Parquet and TFRecord tables built from the same log read as identical batches."""
 
-import os
 
 import numpy as np
 import pytest

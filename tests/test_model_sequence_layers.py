@@ -1,4 +1,4 @@
-"""PeterRec's layers: model patches, dilated residual blocks, the NextItNet encoder, heads."""
+"""PeterRec's layers: model patches (as block adapters), dilated residual blocks, the NextItNet encoder, heads."""
 
 import keras
 import numpy as np
@@ -10,6 +10,7 @@ from model.nextitnet import DilatedResidualBlock
 from model.tasks.heads import ItemScoringHead
 from model.nextitnet import ItemSoftmax
 from model.layers.model_patch import ModelPatch
+from model.methods.peterrec import ModelPatchAdapter
 from model.nextitnet import NextItNetEncoder
 from model.nextitnet import cls_user_vector
 from keras_helpers import global_policy
@@ -45,9 +46,20 @@ def perturbed(layer):
         variable.assign(variable.numpy() + rng.normal(scale=0.1, size=variable.shape).astype("float32"))
 
 
-def encoder(causal=True, patch="none", **kwargs):
+def adapter(patch, bottleneck=0):
+    """PeterRec's adapter of one block at placement ``patch``; None for "none"."""
+    return None if patch == "none" else ModelPatchAdapter(patch, bottleneck)
+
+
+def encoder(causal=True, patch="none", patch_bottleneck=0, **kwargs):
+    adapters = (None if patch == "none"
+                else [adapter(patch, patch_bottleneck) for _ in DILATIONS])
     return NextItNetEncoder(NUM_ITEM_IDS, CHANNELS, dilations=DILATIONS, causal=causal,
-                            patch=patch, **kwargs)
+                            block_adapters=adapters, **kwargs)
+
+
+def patch_layers(block):
+    return [] if block.adapter is None else [block.adapter.patch_1, block.adapter.patch_2]
 
 
 def hidden_and_mask(batch_size=3, length=7, seed=0):
@@ -93,20 +105,20 @@ def test_patch_rejects_a_zero_bottleneck():
 
 @pytest.mark.parametrize("patch", PATCHES)
 def test_block_exposes_its_parts(patch):
-    block = DilatedResidualBlock(CHANNELS, dilation=2, patch=patch, patch_bottleneck=3)
+    block = DilatedResidualBlock(CHANNELS, dilation=2, adapter=adapter(patch, 3))
     block.build((None, None, CHANNELS))
 
     assert [c.dilation_rate for c in block.convolutions] == [(2,), (4,)]
     assert len(block.layer_norms) == 2
     assert all(norm.epsilon == 1e-8 for norm in block.layer_norms)
-    assert len(block.patch_layers) == (0 if patch == "none" else 2)
-    assert all(p.bottleneck == 3 for p in block.patch_layers)
+    assert len(patch_layers(block)) == (0 if patch == "none" else 2)
+    assert all(p.bottleneck == 3 for p in patch_layers(block))
 
 
 @pytest.mark.parametrize("patch", PATCHES)
 def test_block_is_zero_at_padding(patch):
     hidden, mask = hidden_and_mask()
-    block = DilatedResidualBlock(CHANNELS, dilation=1, patch=patch)
+    block = DilatedResidualBlock(CHANNELS, dilation=1, adapter=adapter(patch))
 
     outputs = block(hidden, mask).numpy()
 
@@ -116,8 +128,8 @@ def test_block_is_zero_at_padding(patch):
 
 
 def test_block_rejects_an_unknown_patch():
-    with pytest.raises(ValueError, match="`patch` should be one of"):
-        DilatedResidualBlock(CHANNELS, dilation=1, patch="sideways")
+    with pytest.raises(ValueError, match="`placement` should be one of"):
+        DilatedResidualBlock(CHANNELS, dilation=1, adapter=adapter("sideways"))
 
 
 def test_block_rejects_the_wrong_width():
@@ -132,8 +144,11 @@ def test_encoder_defaults_follow_the_paper():
     model = NextItNetEncoder(NUM_ITEM_IDS, 64)
 
     assert model.dilations == DEFAULT_DILATIONS == (1, 2, 4, 8, 1, 2, 4, 8)
-    assert model.kernel_size == 3 and model.causal and model.patch == "none"
-    assert model.patch_bottleneck == 8
+    assert model.kernel_size == 3 and model.causal
+    assert all(block.adapter is None for block in model.blocks)
+    patched = NextItNetEncoder(NUM_ITEM_IDS, 64, block_adapters=[adapter("serial") for _ in range(8)])
+    patched.build((None, None))
+    assert all(p.bottleneck == 8 for block in patched.blocks for p in patch_layers(block))
     assert len(model.blocks) == 8
 
 
@@ -205,7 +220,7 @@ def test_variable_groups_split_the_encoder(patch):
     plain = encoder()
     plain.build((None, None))
 
-    patches = model.patch_variables()
+    patches = model.adapter_variables()
     backbone = model.backbone_variables()
 
     assert len(patches) == (0 if patch == "none" else 4 * 2 * len(DILATIONS))
@@ -304,8 +319,10 @@ SERIALIZATION_CASES = {
     "model_patch": (lambda: ModelPatch(4), lambda: (hidden_and_mask()[0],)),
     "parallel_model_patch": (lambda: ModelPatch(4, residual=False), lambda: (hidden_and_mask()[0],)),
     "block_none": (lambda: DilatedResidualBlock(CHANNELS, 2), hidden_and_mask),
-    "block_serial": (lambda: DilatedResidualBlock(CHANNELS, 2, patch="serial"), hidden_and_mask),
-    "block_parallel": (lambda: DilatedResidualBlock(CHANNELS, 2, causal=False, patch="parallel"),
+    "block_serial": (lambda: DilatedResidualBlock(CHANNELS, 2, adapter=adapter("serial")),
+                     hidden_and_mask),
+    "block_parallel": (lambda: DilatedResidualBlock(CHANNELS, 2, causal=False,
+                                                    adapter=adapter("parallel")),
                        hidden_and_mask),
     "encoder_none": (lambda: encoder(), lambda: (_items(),)),
     "encoder_serial": (lambda: encoder(patch="serial", patch_bottleneck=3), lambda: (_items(),)),

@@ -105,11 +105,11 @@ def test_peterrec_leaves_the_backbone_bit_identical(peterrec_task, nextitnet_run
     import tensorflow as tf
 
     from model.finetune.task_checkpoint import load_task
-    from model.training.run_setup import build_sequence_model
+    from model.inference.restore import build_run_model
     from util.run_config import read_run_config
 
     folder, _ = peterrec_task
-    pretrained = build_sequence_model(read_run_config(nextitnet_run[0]))
+    pretrained = build_run_model(read_run_config(nextitnet_run[0]))
     tf.train.Checkpoint(model=pretrained).read(
         tf.train.latest_checkpoint(nextitnet_run[0])).expect_partial()
     sample = tf.ragged.constant([[3, 4, 5], [6]], dtype=tf.int32)
@@ -124,10 +124,10 @@ def test_peterrec_leaves_the_backbone_bit_identical(peterrec_task, nextitnet_run
     for original, tuned in pairs:
         np.testing.assert_array_equal(original.numpy(), tuned.numpy())
     assert len(config["saved_variables"]) == (
-        len(model.encoder.patch_variables()) + len(model.encoder.layer_norm_variables())
+        len(model.encoder.adapter_variables()) + len(model.encoder.layer_norm_variables())
         + len(model.head.trainable_variables))
     # The patches did train: a fresh patch's up-projection is all zeros.
-    assert any(np.abs(v.numpy()).max() > 0 for v in model.encoder.patch_variables())
+    assert any(np.abs(v.numpy()).max() > 0 for v in model.encoder.adapter_variables())
 
 
 def test_saved_task_reloads_to_the_same_predictions(peterrec_task):
@@ -139,7 +139,7 @@ def test_saved_task_reloads_to_the_same_predictions(peterrec_task):
     sample = tf.ragged.constant([[3, 4, 5, 9], [6, 7]], dtype=tf.int32)
     first, _ = load_task(folder, sample)
     second, _ = load_task(folder, sample)
-    logits = [m.class_logits(m(m.inputs_for(sample))).numpy() for m in (first, second)]
+    logits = [m.head(m(m.inputs_for(sample))).numpy() for m in (first, second)]
     np.testing.assert_allclose(logits[0], logits[1], rtol=0, atol=0)
 
 
@@ -209,7 +209,7 @@ def test_sampled_negatives_are_items_the_user_never_met():
     import tensorflow as tf
 
     from contracts import schema
-    from model.finetune.task_evaluation import sample_unseen_items
+    from evaluation.sampled_negatives import sample_unseen_items
 
     num_item_ids = 40
     items = tf.ragged.constant([list(range(3, 30)), [5, 6], [7]], dtype=tf.int32)

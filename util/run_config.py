@@ -1,4 +1,4 @@
-"""``model_arch.json``: the resolved configuration of a training run.
+"""The JSON files of run folders: ``model_arch.json`` of a training run, ``task.json`` of a task.
 
 Written into the checkpoint folder when training starts, so inference and
 evaluation never have to be told the architecture again, and so a resumed run
@@ -8,16 +8,10 @@ can refuse a changed architecture instead of failing deep inside a restore.
 import json
 import os
 
+from contracts.run_folder import RUN_CONFIG_FILE, TASK_FILE
 from util.atomic import write_text_atomically
 from util.errors import UserInputError
 
-RUN_CONFIG_FILE = "model_arch.json"
-
-# Flags that change the shapes or meaning of checkpointed variables.
-ARCHITECTURE_KEYS = (
-    "model", "num_vocabulary", "word_emb_dim", "model_dim", "mlp_layers", "pooling", "num_hops",
-    "num_item_ids", "dilations", "kernel_size",
-)
 
 
 def run_config_path(checkpoint_dir):
@@ -47,12 +41,20 @@ def read_run_config(checkpoint_dir, required=False):
         raise UserInputError(f"{path} is not readable JSON: {error}") from None
 
 
-def architecture_changes(previous, current):
-    """Architecture flags whose values differ: a list of (flag, previous, current)."""
-    changes = []
-    for key in ARCHITECTURE_KEYS:
-        # Compared as JSON: a tuple flag and the list model_arch.json stored are equal.
-        if key in previous and key in current and (
-                json.dumps(previous[key], default=str) != json.dumps(current[key], default=str)):
-            changes.append((key, previous[key], current[key]))
-    return changes
+def write_task_description(task_dir, description):
+    """Writes a task folder's ``task.json`` (a JSON-serialisable dict), atomically."""
+    os.makedirs(task_dir, exist_ok=True)
+    text = json.dumps(description, indent=2, sort_keys=True, default=str) + "\n"
+    write_text_atomically(os.path.join(task_dir, TASK_FILE), text)
+
+
+def read_task_description(task_dir):
+    """A task folder's ``task.json`` as a dict."""
+    path = os.path.join(task_dir, TASK_FILE)
+    if not os.path.exists(path):
+        raise UserInputError(f"{task_dir} holds no {TASK_FILE}: is it a main/finetune.py output?")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as error:
+        raise UserInputError(f"{path} is not readable JSON: {error}") from None

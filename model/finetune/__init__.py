@@ -1,1 +1,1 @@
-"""Fine-tuning a pretrained item-sequence backbone on downstream tasks (PeterRec and its baselines)."""
+"""Fine-tuning a pretrained backbone on one task: backbone restore, the task step, task folders."""

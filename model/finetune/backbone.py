@@ -1,16 +1,16 @@
-"""Puts a pretrained NextItNet / GRec backbone into a task model's encoder.
+"""Puts a pretrained backbone into a task model's encoder.
 
 The pretraining checkpoint is restored into the model that wrote it (rebuilt
-from its ``model_arch.json``), then the encoder's backbone variables are
+through its family's registration from its ``model_arch.json``), then the encoder's backbone variables are
 copied one to one into the task encoder, whose extra model patches keep their
 identity initialisation. Matching by position in ``backbone_variables()`` (with
-a shape check) rather than by name is deliberate: patches change which Keras
+a shape check) rather than by name is deliberate: adapters change which Keras
 auto-names the task encoder's layers get, never the order of its backbone.
 """
 
 import tensorflow as tf
 
-from model.training.run_setup import build_sequence_model
+from model import registry
 from util.errors import UserInputError
 
 
@@ -18,8 +18,8 @@ def restore_backbone(encoder, checkpoint_prefix, arch_config):
     """Copies the pretrained encoder of ``checkpoint_prefix`` into ``encoder``.
 
     Args:
-        encoder: the task model's built ``NextItNetEncoder`` (patched or not).
-        checkpoint_prefix: a ``ckpt-<step>`` prefix of a NextItNet/GRec run.
+        encoder: the task model's built encoder (with or without adapters).
+        checkpoint_prefix: a ``ckpt-<step>`` prefix of a pretraining run.
         arch_config: that run's configuration (``model_arch.json``), or a task
             description carrying the same architecture keys.
 
@@ -29,7 +29,8 @@ def restore_backbone(encoder, checkpoint_prefix, arch_config):
     Raises:
         UserInputError: the checkpoint does not hold this architecture.
     """
-    pretrained = build_sequence_model(arch_config)
+    family = registry.family_of(arch_config)
+    pretrained = family.build(family.config_from(arch_config))
     status = tf.train.Checkpoint(model=pretrained).read(checkpoint_prefix)
     try:
         status.assert_existing_objects_matched()

@@ -1,26 +1,24 @@
 """Saves a fine-tuned task as ONLY its task-specific variables, and loads it back.
 
-A task folder holds ``task.json`` (method, task, classes, the architecture
-and where the pretrained backbone is) and ``task-params.*`` (a TF checkpoint
-of the variables the method trained, keyed by their Keras paths). Loading
-builds the task model, restores the shared backbone from the pretrained run,
-then puts the task's variables on top: for PeterRec a task costs its patches,
-LayerNorms and head, not another copy of the backbone.
+A task folder (``contracts/run_folder.py``) holds ``task.json`` (method,
+task, classes, the architecture and where the pretrained backbone is) and
+``task-params.*`` (a TF checkpoint of the variables the method trained, keyed
+by their position in the model). Loading builds the task model, restores the
+shared backbone from the pretrained run, then puts the task's variables on
+top: for PeterRec a task costs its patches, LayerNorms and head, not another
+copy of the backbone.
 """
 
-import json
 import os
 
 import tensorflow as tf
 
-from model.finetune.methods import starts_from_pretrained
-from model.finetune.task_model import TaskModel
+from contracts.run_folder import TASK_FILE, TASK_PARAMS_PREFIX as PARAMS_PREFIX
 from model.finetune.backbone import restore_backbone
-from util.atomic import write_text_atomically
+from model.methods.registry import get_method
+from model.tasks.task_model import TaskModel
 from util.errors import UserInputError
-
-TASK_FILE = "task.json"
-PARAMS_PREFIX = "task-params"
+from util.run_config import read_task_description, write_task_description
 
 
 def _indexed(model, indices):
@@ -37,34 +35,18 @@ def save_task(output_dir, task_config, model, variables):
     The checkpoint is written first and the description last, so a folder with
     a ``task.json`` always holds complete parameters.
     """
-    os.makedirs(output_dir, exist_ok=True)
     wanted = {id(variable) for variable in variables}
     indices = [i for i, variable in enumerate(model.variables) if id(variable) in wanted]
     checkpoint = tf.train.Checkpoint(params=_indexed(model, indices))
     checkpoint.write(os.path.join(output_dir, PARAMS_PREFIX))
-    config = dict(task_config, saved_variable_indices=indices,
-                  saved_variables=[model.variables[i].path for i in indices])
-    write_text_atomically(os.path.join(output_dir, TASK_FILE),
-                          json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def read_task_config(output_dir):
-    path = os.path.join(output_dir, TASK_FILE)
-    if not os.path.exists(path):
-        raise UserInputError(f"{output_dir} holds no {TASK_FILE}: is it a main/finetune.py output?")
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    write_task_description(output_dir, dict(
+        task_config, saved_variable_indices=indices,
+        saved_variables=[model.variables[i].path for i in indices]))
 
 
 def build_task_model(config, sample_items):
     """A ``TaskModel`` from a task description, variables created with ``sample_items``."""
-    model = TaskModel(
-        num_item_ids=config["num_item_ids"], model_dim=config["model_dim"],
-        dilations=config["dilations"], kernel_size=config["kernel_size"],
-        causal=config["causal"], patch=config["patch"],
-        patch_bottleneck=config["patch_bottleneck"], task_kind=config["task_kind"],
-        num_classes=config.get("num_classes", 0), dropout_rate=config["dropout_rate"])
-    return model.build_all(sample_items)
+    return TaskModel(config).build_all(sample_items)
 
 
 def load_task(output_dir, sample_items):
@@ -77,9 +59,9 @@ def load_task(output_dir, sample_items):
     Returns:
         (model, config).
     """
-    config = read_task_config(output_dir)
+    config = read_task_description(output_dir)
     model = build_task_model(config, sample_items)
-    if starts_from_pretrained(config["method"]):
+    if get_method(config["method"], f"{os.path.join(output_dir, TASK_FILE)}: method").starts_from_pretrained:
         restore_backbone(model.encoder, config["pretrained_checkpoint"], config)
     checkpoint = tf.train.Checkpoint(params=_indexed(model, config["saved_variable_indices"]))
     try:

@@ -10,13 +10,13 @@ temporary name and renamed when complete. So:
   in ``TF_CONFIG``) take disjoint shards: shard ``i`` goes to slice
   ``i % slice_count``, and never write the same file.
 
-The output layouts live in ``data_dumper.user_vector_writer``; this module
-only needs an object with its ``VectorFormat`` methods, which is how the tests
-simulate a writer that crashes mid-shard.
+The output layouts live in ``data_dumper.user_vector_writer`` and the
+folder's settings and summaries in ``data_dumper.inference_outputs``; this
+module only needs an object with the ``VectorFormat`` methods, which is how
+the tests simulate a writer that crashes mid-shard.
 """
 
 import dataclasses
-import json
 import os
 import time
 
@@ -24,19 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from contracts import schema
-from model.sumn.model_inputs import history_to_model_inputs
-from util.atomic import write_text_atomically
 from util.distribution import tf_config, worker_role
 from util.errors import UserInputError
 
-SUMMARY_FILE = "inference.json"
-SETTINGS_FILE = "_inference_settings.json"
-# Summary entries that must agree before slice summaries are merged.
-_SETTING_KEYS = ("checkpoint", "step", "hop", "output_format", "tables")
 
-# A batch's histories as the loaders yield them (data_loader/batch_format.py).
-_HISTORY_SPEC = tf.RaggedTensorSpec([None, None, None], tf.int32, ragged_rank=2,
-                                    row_splits_dtype=tf.int64)
 
 
 # ----------------------------------------------------------------- slices
@@ -108,42 +99,6 @@ def plan_shards(files, outputs_dir, vector_format, slice_id=0, slice_count=1):
 
 
 # ----------------------------------------------------------------- encoding
-
-
-class UserEncoder:
-    """Turns a batch of histories into one user vector each, from one hop of a ``SumnModel``.
-
-    Example:
-
-    ```python
-    encoder = UserEncoder(model, hop_index=model.num_hops - 1)
-    vectors = encoder(batch["history"])  # np.ndarray [batch_size, model_dim] float32
-    ```
-
-    Args:
-        model: a restored ``SumnModel``.
-        hop_index: which hop, 0-based (``model.encode`` returns hop 1 first).
-    """
-
-    def __init__(self, model, hop_index):
-        if not 0 <= hop_index < model.num_hops:
-            raise ValueError(f"`hop_index` should be in 0..{model.num_hops - 1}. Received: {hop_index}.")
-        self.model = model
-        self.hop_index = int(hop_index)
-        self.dim = int(model.model_dim)
-        # Batches differ in users and history lengths; a signature with every
-        # dimension unknown makes one trace serve them all.
-        self._encode = tf.function(self._encode_history, reduce_retracing=True,
-                                   input_signature=[_HISTORY_SPEC])
-
-    def _encode_history(self, history):
-        vectors = self.model.encode(history_to_model_inputs(history))  # [B, hops, dim]
-        return vectors[:, self.hop_index]
-
-    def __call__(self, history):
-        """history: [B, (behaviours), (words)] int ragged -> [B, dim] float32 numpy array."""
-        history = tf.cast(history, tf.int32).with_row_splits_dtype(tf.int64)
-        return self._encode(history).numpy()
 
 
 class UserSample:
@@ -292,115 +247,3 @@ def encode_shards(jobs, encoder, dataset_for, vector_format, *, sample=None, pro
         log(f"encoded {progress.users:,} users in {len(pending)} shard(s) in {progress.seconds:.1f} s "
             f"({progress.users / max(progress.seconds, 1e-9):,.0f} users/s)")
     return [results[job] for job in jobs]
-
-
-# ----------------------------------------------------------------- settings and summary
-
-
-def check_settings(outputs_dir, settings, overwrite):
-    """Refuses to mix vectors of different settings in one output folder.
-
-    A rerun skips complete shards, so they must have been made with the same
-    checkpoint, hop, layout and truncation as the shards still to come.
-
-    Raises:
-        UserInputError: ``outputs_dir`` holds vectors made with other settings
-            and ``overwrite`` is False.
-    """
-    path = os.path.join(outputs_dir, SETTINGS_FILE)
-    if overwrite or not os.path.exists(path):
-        return
-    try:
-        with open(path, encoding="utf-8") as handle:
-            previous = json.load(handle)
-    except (OSError, ValueError):
-        previous = {}
-    changed = [f"{key} was {_short(previous.get(key))}, now {_short(value)}"
-               for key, value in settings.items() if previous.get(key) != value]
-    if changed:
-        raise UserInputError(
-            f"--outputs {outputs_dir} holds user vectors made with other settings "
-            f"({'; '.join(changed[:3])}); pass --overwrite to replace them, or choose another --outputs")
-
-
-def _short(value, limit=120):
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _write_json(path, content):
-    write_text_atomically(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
-    # The temporary file was created private (mkstemp); the outputs are for sharing.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def write_settings(outputs_dir, settings):
-    os.makedirs(outputs_dir, exist_ok=True)
-    _write_json(os.path.join(outputs_dir, SETTINGS_FILE), settings)
-
-
-def prepare_outputs(outputs_dir, jobs, vector_format, settings, slice_id, slice_count, overwrite):
-    """Readies ``outputs_dir`` for this slice: call once every user error has been ruled out.
-
-    Removes this slice's summary and the merged one (they would claim a
-    completeness the run has not reached yet), removes this slice's shards
-    when ``overwrite``, and records ``settings`` for the reruns to check.
-    """
-    for stale in {summary_path(outputs_dir, slice_id, slice_count), summary_path(outputs_dir)}:
-        if os.path.exists(stale):
-            os.remove(stale)
-    if overwrite:
-        for job in jobs:
-            vector_format.remove(job.output_path)
-    write_settings(outputs_dir, settings)
-
-
-def finish_outputs(outputs_dir, summary, slice_id, slice_count):
-    """Writes this slice's summary (and the merged one when every slice is done); returns its path."""
-    path = summary_path(outputs_dir, slice_id, slice_count)
-    write_summary(path, dict(summary, slice_id=slice_id, slice_count=slice_count))
-    if slice_count > 1:
-        merge_slice_summaries(outputs_dir, slice_count, settings=summary)
-    return path
-
-
-def summary_path(outputs_dir, slice_id=0, slice_count=1):
-    """``inference.json``, or ``inference.slice-<id>-of-<count>.json`` for one slice of many."""
-    if slice_count == 1:
-        return os.path.join(outputs_dir, SUMMARY_FILE)
-    stem = os.path.splitext(SUMMARY_FILE)[0]
-    return os.path.join(outputs_dir, f"{stem}.slice-{slice_id:05d}-of-{slice_count:05d}.json")
-
-
-def write_summary(path, summary):
-    _write_json(path, summary)
-
-
-def merge_slice_summaries(outputs_dir, slice_count, settings=None):
-    """Writes ``inference.json`` once every slice has written its summary; returns it or None.
-
-    Whichever slice finishes last writes the merged summary (an identical
-    rewrite if two finish together). With ``settings``, a slice summary left
-    by an earlier run with other settings does not count as done.
-    """
-    parts = []
-    for slice_id in range(slice_count):
-        path = summary_path(outputs_dir, slice_id, slice_count)
-        try:
-            with open(path, encoding="utf-8") as handle:
-                part = json.load(handle)
-        except (OSError, ValueError):
-            return None
-        if settings is not None and any(part.get(key) != settings.get(key) for key in _SETTING_KEYS):
-            return None
-        parts.append(part)
-    merged = dict(parts[0])
-    merged.pop("slice_id", None)
-    merged["shards"] = sorted((shard for part in parts for shard in part["shards"]),
-                              key=lambda shard: shard["input"])
-    merged["users"] = sum(shard["users"] for shard in merged["shards"])
-    merged["seconds"] = max(part["seconds"] for part in parts)
-    write_summary(os.path.join(outputs_dir, SUMMARY_FILE), merged)
-    return merged

@@ -1,4 +1,4 @@
-"""Which checkpoint and which hop inference uses, and restoring the model from it.
+"""Which checkpoint and which hop inference uses, and restoring any registered family from it.
 
 Only the model is restored: the checkpoint also holds the optimizer's slots
 and the step, which inference has no use for. Every model variable must come
@@ -15,10 +15,9 @@ import os
 import keras
 import tensorflow as tf
 
-from model.training.checkpoints import CHECKPOINT_NAME, checkpoint_path, checkpoint_steps
-from model.training.run_setup import build_model
+from contracts.run_folder import CHECKPOINT_NAME, RUN_CONFIG_FILE, checkpoint_path, checkpoint_steps
+from model import registry
 from util.errors import UserInputError
-from util.run_config import RUN_CONFIG_FILE
 
 _MAX_LISTED_STEPS = 20
 
@@ -93,23 +92,25 @@ def _quiet_tensorflow_warnings():
         logger.setLevel(level)
 
 
+def build_run_model(run_config, config_dir=None):
+    """The model a run configuration describes, through its family's registration (random weights)."""
+    where = os.path.join(config_dir, RUN_CONFIG_FILE) if config_dir else RUN_CONFIG_FILE
+    family = registry.family_of(run_config, where)
+    return family.build(family.config_from(run_config, where))
+
+
 def random_model(run_config, seed, config_dir=None):
-    """A ``SumnModel`` of the run's architecture, randomly initialised from ``seed``.
+    """A model of the run's architecture, randomly initialised from ``seed``.
 
     Its vectors are the random-encoder baseline: what the architecture gives
     before any pretraining.
     """
-    where = os.path.join(config_dir, RUN_CONFIG_FILE) if config_dir else RUN_CONFIG_FILE
     keras.utils.set_random_seed(seed)
-    try:
-        return build_model(run_config)
-    except KeyError as error:
-        raise UserInputError(f"{where} has no {error.args[0]!r} entry; was it written by "
-                             f"main/train.py?") from None
+    return build_run_model(run_config, config_dir)
 
 
 def restore_model(run_config, prefix, config_dir=None):
-    """A ``SumnModel`` built from ``run_config`` with every variable restored from ``prefix``.
+    """The run's model (any registered family) with every variable restored from ``prefix``.
 
     Args:
         run_config: the run's model_arch.json as a dict.
@@ -121,11 +122,7 @@ def restore_model(run_config, prefix, config_dir=None):
             checkpoint does not hold every model variable with its shape.
     """
     where = os.path.join(config_dir, RUN_CONFIG_FILE) if config_dir else RUN_CONFIG_FILE
-    try:
-        model = build_model(run_config)
-    except KeyError as error:
-        raise UserInputError(f"{where} has no {error.args[0]!r} entry; was it written by "
-                             f"main/train.py?") from None
+    model = build_run_model(run_config, config_dir)
     with _quiet_tensorflow_warnings():
         checkpoint = tf.train.Checkpoint(model=model)
         try:

@@ -1,7 +1,6 @@
 """PeterRec's model patch: a small bottleneck that adapts a frozen pretrained layer."""
 
 import keras
-from keras import ops
 
 from model.layers.input_checks import static_shape
 

@@ -1,17 +1,11 @@
-"""NextItNet's residual block of two dilated convolutions, optionally with model patches."""
+"""NextItNet's residual block of two dilated convolutions, with one adapter hook for methods."""
 
 import keras
 from keras import ops
 
+from model.layers.block_adapter import BlockAdapter
 from model.layers.input_checks import as_bool_mask
 from model.layers.input_checks import check_rank
-from model.layers.model_patch import ModelPatch
-
-PATCH_NONE = "none"
-PATCH_SERIAL = "serial"
-PATCH_SERIAL_AFTER_NORM = "serial_after_norm"
-PATCH_PARALLEL = "parallel"
-PATCH_KINDS = (PATCH_NONE, PATCH_SERIAL, PATCH_SERIAL_AFTER_NORM, PATCH_PARALLEL)
 
 
 def _zero_padding(values, mask):
@@ -34,17 +28,11 @@ class DilatedResidualBlock(keras.layers.Layer):
     positions, and so is the output: with left padding a user's hidden states
     then do not depend on how many pads its batch put before it.
 
-    PeterRec's model patches (``ModelPatch``), one per convolution:
-
-    - ``"serial"``: conv -> MP -> LN -> ReLU.
-    - ``"serial_after_norm"``: conv -> LN -> MP -> ReLU (the paper's other serial place).
-    - ``"parallel"``: LN(conv(x) + P(x)) -> ReLU, with P the bottleneck
-      without its own residual; inserted before the LayerNorm, where the
-      paper found parallel insertion to work (after the activation it works
-      badly).
-
-    Both start as exact no-ops, so a patched block computes what the same
-    block without patches computes until the patches train.
+    ``adapter`` (a ``BlockAdapter``) is the one place a method changes the
+    block: on each convolution's kernel, after each convolution, after each
+    LayerNorm and after each ReLU (see ``model/layers/block_adapter.py``).
+    PeterRec's model patches, Conure's binary kernel masks and TERACON's
+    soft masks are adapters; the block knows none of them.
 
     Example:
 
@@ -58,14 +46,13 @@ class DilatedResidualBlock(keras.layers.Layer):
         dilation: dilation ``d`` of the first convolution (the second has 2d).
         kernel_size: width of both convolutions (NextItNet: 3).
         causal: look only at the past (NextItNet) or both ways (GRec).
-        patch: ``"none"``, ``"serial"``, ``"serial_after_norm"`` or ``"parallel"``.
-        patch_bottleneck: channels inside each patch; 0 takes channels // 8.
+        adapter: a ``BlockAdapter`` the block calls at its hook, or None.
         epsilon: LayerNorm epsilon (NextItNet: 1e-8).
         dropout_rate: dropout on the residual branch, before the addition.
     """
 
-    def __init__(self, channels, dilation, kernel_size=3, causal=True, patch=PATCH_NONE,
-                 patch_bottleneck=0, epsilon=1e-8, dropout_rate=0.0, **kwargs):
+    def __init__(self, channels, dilation, kernel_size=3, causal=True, adapter=None,
+                 epsilon=1e-8, dropout_rate=0.0, **kwargs):
         super().__init__(**kwargs)
         if int(channels) < 1:
             raise ValueError(f"`channels` should be at least 1. Received: channels={channels}.")
@@ -73,19 +60,17 @@ class DilatedResidualBlock(keras.layers.Layer):
             raise ValueError(f"`dilation` should be at least 1. Received: dilation={dilation}.")
         if int(kernel_size) < 1:
             raise ValueError(f"`kernel_size` should be at least 1. Received: kernel_size={kernel_size}.")
-        if patch not in PATCH_KINDS:
-            raise ValueError(f"`patch` should be one of {PATCH_KINDS}. Received: patch={patch!r}.")
-        if int(patch_bottleneck) < 0:
-            raise ValueError(f"`patch_bottleneck` should be 0 (channels // 8) or positive. "
-                             f"Received: patch_bottleneck={patch_bottleneck}.")
+        if isinstance(adapter, dict):
+            adapter = keras.saving.deserialize_keras_object(adapter)
+        if adapter is not None and not isinstance(adapter, BlockAdapter):
+            raise ValueError(f"`adapter` should be a BlockAdapter or None. "
+                             f"Received: adapter={adapter!r}.")
         if not 0.0 <= float(dropout_rate) < 1.0:
             raise ValueError(f"`dropout_rate` should be in [0, 1). Received: dropout_rate={dropout_rate}.")
         self.channels = int(channels)
         self.dilation = int(dilation)
         self.kernel_size = int(kernel_size)
         self.causal = bool(causal)
-        self.patch = patch
-        self.patch_bottleneck = int(patch_bottleneck)
         self.epsilon = float(epsilon)
         self.dropout_rate = float(dropout_rate)
         policy = self.dtype_policy
@@ -101,13 +86,9 @@ class DilatedResidualBlock(keras.layers.Layer):
         self.layer_norm_2 = keras.layers.LayerNormalization(
             epsilon=self.epsilon, dtype=policy, name="layer_norm_2")
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=policy, name="dropout")
-        if self.patch == PATCH_NONE:
-            self.patch_1 = self.patch_2 = None
-        else:
-            bottleneck = self.patch_bottleneck or max(1, self.channels // 8)
-            residual = self.patch != PATCH_PARALLEL
-            self.patch_1 = ModelPatch(bottleneck, residual=residual, dtype=policy, name="patch_1")
-            self.patch_2 = ModelPatch(bottleneck, residual=residual, dtype=policy, name="patch_2")
+        # Assigned last, so its variables follow the block's own in ``variables``
+        # (the order task checkpoints are keyed by).
+        self.adapter = adapter
 
     @property
     def convolutions(self):
@@ -117,12 +98,8 @@ class DilatedResidualBlock(keras.layers.Layer):
     def layer_norms(self):
         return [self.layer_norm_1, self.layer_norm_2]
 
-    @property
-    def patch_layers(self):
-        return [] if self.patch_1 is None else [self.patch_1, self.patch_2]
-
     def backbone_variables(self):
-        """Convolution and LayerNorm weights, conv_1 first: the same list with or without patches.
+        """Convolution and LayerNorm weights, conv_1 first: the same list with or without an adapter.
 
         Built from the layers rather than filtered from ``self.variables``,
         which also holds dropout's random-seed state when dropout_rate > 0.
@@ -132,20 +109,31 @@ class DilatedResidualBlock(keras.layers.Layer):
 
     def build(self, input_shape=None):
         shape = (None, None, self.channels)
-        for layer in self.convolutions + self.layer_norms + self.patch_layers:
+        for layer in self.convolutions + self.layer_norms:
             layer.build(shape)
+        if self.adapter is not None and not self.adapter.built:
+            self.adapter.build_for_block(self.channels, tuple(self.conv_1.kernel.shape))
 
-    def _conv_norm_relu(self, inputs, conv, patch, layer_norm):
-        """One half of the block: ReLU(LN(conv(x))) with the patch where ``self.patch`` puts it."""
-        hidden = conv(inputs)
-        if self.patch == PATCH_SERIAL:
-            hidden = patch(hidden)
-        elif self.patch == PATCH_PARALLEL:
-            hidden = hidden + patch(inputs)
-        hidden = layer_norm(hidden)
-        if self.patch == PATCH_SERIAL_AFTER_NORM:
-            hidden = patch(hidden)
-        return ops.relu(hidden)
+    def _convolve(self, conv, inputs, kernel):
+        """``conv(inputs)`` computed with ``kernel`` in place of ``conv.kernel`` (as Conv1D does)."""
+        padding = conv.padding
+        if padding == "causal":
+            inputs = ops.pad(inputs, [[0, 0], [conv.dilation_rate[0] * (self.kernel_size - 1), 0],
+                                      [0, 0]])
+            padding = "valid"
+        outputs = ops.conv(inputs, kernel, strides=1, padding=padding,
+                           dilation_rate=conv.dilation_rate)
+        return outputs + ops.reshape(conv.bias, (1, 1, self.channels))
+
+    def _conv_norm_relu(self, unit, inputs, conv, layer_norm):
+        """One half of the block: ReLU(LN(conv(x))), calling the adapter at its four places."""
+        adapter = self.adapter
+        if adapter is None:
+            return ops.relu(layer_norm(conv(inputs)))
+        hidden = self._convolve(conv, inputs, adapter.adapt_kernel(unit, conv.kernel))
+        hidden = adapter.after_convolution(unit, hidden, inputs)
+        hidden = adapter.after_norm(unit, layer_norm(hidden))
+        return adapter.after_activation(unit, ops.relu(hidden))
 
     def call(self, inputs, mask=None, training=False):
         """Runs the block.
@@ -169,9 +157,9 @@ class DilatedResidualBlock(keras.layers.Layer):
             check_rank(mask, 2, "mask", "[batch_size, length]")
             mask = as_bool_mask(mask)
         inputs = _zero_padding(inputs, mask)
-        hidden = self._conv_norm_relu(inputs, self.conv_1, self.patch_1, self.layer_norm_1)
+        hidden = self._conv_norm_relu(0, inputs, self.conv_1, self.layer_norm_1)
         hidden = _zero_padding(hidden, mask)
-        hidden = self._conv_norm_relu(hidden, self.conv_2, self.patch_2, self.layer_norm_2)
+        hidden = self._conv_norm_relu(1, hidden, self.conv_2, self.layer_norm_2)
         hidden = self.dropout(hidden, training=training)
         return _zero_padding(inputs + hidden, mask)
 
@@ -182,7 +170,9 @@ class DilatedResidualBlock(keras.layers.Layer):
         config = super().get_config()
         config.update({
             "channels": self.channels, "dilation": self.dilation, "kernel_size": self.kernel_size,
-            "causal": self.causal, "patch": self.patch, "patch_bottleneck": self.patch_bottleneck,
+            "causal": self.causal,
+            "adapter": (None if self.adapter is None
+                        else keras.saving.serialize_keras_object(self.adapter)),
             "epsilon": self.epsilon, "dropout_rate": self.dropout_rate,
         })
         return config

@@ -6,8 +6,6 @@ from keras import ops
 from contracts import schema
 from model.layers.input_checks import check_integer
 from model.layers.input_checks import check_rank
-from model.nextitnet.dilated_residual_block import PATCH_KINDS
-from model.nextitnet.dilated_residual_block import PATCH_NONE
 from model.nextitnet.dilated_residual_block import DilatedResidualBlock
 
 # The paper's stack: dilations 1, 2, 4, 8 repeated (each block's second convolution doubles them).
@@ -38,15 +36,15 @@ class NextItNetEncoder(keras.layers.Layer):
         dilations: dilation of each residual block's first convolution.
         kernel_size: width of every convolution.
         causal: NextItNet (True) or GRec (False).
-        patch: ``"none"``, ``"serial"`` or ``"parallel"``: PeterRec's model
-            patches in every block.
-        patch_bottleneck: channels inside a patch; 0 takes embedding_dim // 8.
+        block_adapters: None, or one ``BlockAdapter`` per block (what a
+            downstream method inserts at each block's hook, e.g. PeterRec's
+            model patches).
         dropout_rate: dropout on the item embeddings and on every block's
             residual branch.
     """
 
     def __init__(self, num_item_ids, embedding_dim, dilations=DEFAULT_DILATIONS, kernel_size=3,
-                 causal=True, patch=PATCH_NONE, patch_bottleneck=0, dropout_rate=0.0, **kwargs):
+                 causal=True, block_adapters=None, dropout_rate=0.0, **kwargs):
         super().__init__(**kwargs)
         if int(num_item_ids) <= schema.FIRST_ITEM_ID:
             raise ValueError(f"`num_item_ids` should exceed the {schema.FIRST_ITEM_ID} special ids. "
@@ -57,11 +55,10 @@ class NextItNetEncoder(keras.layers.Layer):
         if not dilations or any(d < 1 for d in dilations):
             raise ValueError(f"`dilations` should be a non-empty list of positive dilations. "
                              f"Received: dilations={dilations}.")
-        if patch not in PATCH_KINDS:
-            raise ValueError(f"`patch` should be one of {PATCH_KINDS}. Received: patch={patch!r}.")
-        if int(patch_bottleneck) < 0:
-            raise ValueError(f"`patch_bottleneck` should be 0 (embedding_dim // 8) or positive. "
-                             f"Received: patch_bottleneck={patch_bottleneck}.")
+        adapters = list(block_adapters) if block_adapters is not None else [None] * len(dilations)
+        if len(adapters) != len(dilations):
+            raise ValueError(f"`block_adapters` should hold one adapter per block ({len(dilations)}). "
+                             f"Received: {len(adapters)} adapters.")
         if not 0.0 <= float(dropout_rate) < 1.0:
             raise ValueError(f"`dropout_rate` should be in [0, 1). Received: dropout_rate={dropout_rate}.")
         self.num_item_ids = int(num_item_ids)
@@ -69,8 +66,6 @@ class NextItNetEncoder(keras.layers.Layer):
         self.dilations = dilations
         self.kernel_size = int(kernel_size)
         self.causal = bool(causal)
-        self.patch = patch
-        self.patch_bottleneck = int(patch_bottleneck) or max(1, self.embedding_dim // 8)
         self.dropout_rate = float(dropout_rate)
         policy = self.dtype_policy
         self.item_embedding = keras.layers.Embedding(
@@ -79,11 +74,11 @@ class NextItNetEncoder(keras.layers.Layer):
             self.dropout_rate, dtype=policy, name="embedding_dropout")
         # One attribute per block: TF checkpoints see attributes, not the items of a
         # list, so a model-only restore (fine-tuning, inference) finds every block.
-        for index, dilation in enumerate(self.dilations):
+        for index, (dilation, adapter) in enumerate(zip(self.dilations, adapters)):
             setattr(self, f"block_{index}", DilatedResidualBlock(
                 self.embedding_dim, dilation, kernel_size=self.kernel_size, causal=self.causal,
-                patch=self.patch, patch_bottleneck=self.patch_bottleneck,
-                dropout_rate=self.dropout_rate, dtype=policy, name=f"block_{index}"))
+                adapter=adapter, dropout_rate=self.dropout_rate, dtype=policy,
+                name=f"block_{index}"))
 
     @property
     def blocks(self):
@@ -116,9 +111,10 @@ class NextItNetEncoder(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.embedding_dim,)
 
-    def patch_variables(self):
-        """The model patches' variables (empty without patches): what PeterRec trains."""
-        return [v for block in self.blocks for patch in block.patch_layers for v in patch.variables]
+    def adapter_variables(self):
+        """The block adapters' variables (empty without adapters), block by block."""
+        return [v for block in self.blocks if block.adapter is not None
+                for v in block.adapter.variables]
 
     def layer_norm_variables(self):
         """Every block's LayerNorm gammas and betas (PeterRec's code fine-tunes one)."""
@@ -128,7 +124,7 @@ class NextItNetEncoder(keras.layers.Layer):
         """The item embedding, then each block's convolutions and LayerNorms.
 
         Everything a pretraining run learns in the encoder: the same list, in
-        the same order, with or without patches and whatever the dropout rate
+        the same order, with or without adapters and whatever the dropout rate
         (dropout's random-seed state is not part of it).
         """
         return list(self.item_embedding.variables) + [
@@ -139,7 +135,8 @@ class NextItNetEncoder(keras.layers.Layer):
         config.update({
             "num_item_ids": self.num_item_ids, "embedding_dim": self.embedding_dim,
             "dilations": list(self.dilations), "kernel_size": self.kernel_size,
-            "causal": self.causal, "patch": self.patch,
-            "patch_bottleneck": self.patch_bottleneck, "dropout_rate": self.dropout_rate,
+            "causal": self.causal, "dropout_rate": self.dropout_rate,
+            "block_adapters": (None if all(block.adapter is None for block in self.blocks) else [
+                keras.saving.serialize_keras_object(block.adapter) for block in self.blocks]),
         })
         return config

@@ -10,9 +10,6 @@ import keras
 from model.nextitnet.item_softmax import ItemSoftmax
 from model.nextitnet.encoder import NextItNetEncoder
 
-# ``--model`` values and whether their convolutions look only at the past.
-CAUSAL_BY_MODEL = {"nextitnet": True, "grec": False}
-
 
 @keras.saving.register_keras_serializable(package="uur")
 class SequencePretrainingModel(keras.Model):

@@ -5,41 +5,27 @@ updates its ``checkpoint`` index last, so a run killed at any moment (even by
 SIGKILL) resumes from its last complete checkpoint.
 """
 
-import glob
 import os
-import re
 import shutil
 import tempfile
 
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from contracts.run_folder import CHECKPOINT_NAME, checkpoint_steps
 from util.distribution import is_chief, worker_role
 from util.errors import UserInputError
-from util.run_config import RUN_CONFIG_FILE, architecture_changes, read_run_config
+from util.run_config import read_run_config
 
-CHECKPOINT_NAME = "ckpt"
 # Layer object graphs are shallow; the bound keeps shared objects from being walked forever.
 _MAX_OBJECT_DEPTH = 12
-_STEP_PATTERN = re.compile(rf"{CHECKPOINT_NAME}-(\d+)\.index$")
 
 
-def checkpoint_steps(checkpoint_dir):
-    """Steps of the complete checkpoints in a folder, ascending."""
-    steps = []
-    for path in glob.glob(os.path.join(checkpoint_dir, f"{CHECKPOINT_NAME}-*.index")):
-        match = _STEP_PATTERN.search(os.path.basename(path))
-        if match:
-            steps.append(int(match.group(1)))
-    return sorted(steps)
-
-
-def checkpoint_path(checkpoint_dir, step):
-    return os.path.join(checkpoint_dir, f"{CHECKPOINT_NAME}-{step}")
-
-
-def prepare_checkpoint_dir(checkpoint_dir, run_config, overwrite):
+def prepare_checkpoint_dir(checkpoint_dir, run_config, overwrite, architecture_changes):
     """Makes ``checkpoint_dir`` ready: emptied with ``overwrite``, else checked for resuming.
+
+    ``architecture_changes(previous, current)`` lists the architecture keys
+    whose values differ (``model.registry.architecture_changes``).
 
     Raises:
         UserInputError: the folder holds a run whose architecture flags differ

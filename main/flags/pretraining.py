@@ -7,21 +7,22 @@ passes ``--dropout``, which its parser ignored, so here it is an alias of
 
 import argparse
 
+from main.flags.common import add_history_limit_flags, add_optimisation_flags, add_strategy_flag
+from model import registry
 from model.sumn.pooling import POOLING_STRATEGIES
-from util.distribution import STRATEGIES
 from util.flag_types import (
     boolean,
     layer_widths,
-    non_negative_float,
     non_negative_int,
     positive_int,
     positive_int_list,
     probability,
 )
 
-MODELS = ("sumn", "nextitnet", "grec")
-SEQUENCE_MODELS = ("nextitnet", "grec")
-DEFAULT_CHECKPOINT_DIR = "runs/sumn"
+# Where a run of family F goes without --checkpoint_dir: runs/F (runs/sumn is
+# where main/inference.py looks by default).
+CHECKPOINT_DIR_PATTERN = "runs/{model}"
+DEFAULT_CHECKPOINT_DIR = CHECKPOINT_DIR_PATTERN.format(model=registry.DEFAULT_FAMILY)
 DEFAULT_DEMO_TABLES_DIR = "runs/demo/tables"
 MIXED_PRECISION_POLICIES = ("none", "mixed_float16", "mixed_bfloat16")
 
@@ -40,10 +41,7 @@ def training_flag_parser():
                       help="training table: a folder from main/build_tables.py, a glob, or "
                            "comma-separated shard files (.parquet or .tfrecord). Empty: build the "
                            f"built-in demo data into {DEFAULT_DEMO_TABLES_DIR} and train on it")
-    data.add_argument("--max_query_per_week", type=positive_int, default=900,
-                      help="behaviours kept per user history (the most recent)")
-    data.add_argument("--max_words_per_query", type=positive_int, default=24,
-                      help="words kept per behaviour (the first ones)")
+    add_history_limit_flags(data)
     data.add_argument("--target_length", type=positive_int, default=500,
                       help="target words kept per user (the most frequent)")
     data.add_argument("--weighted_target", type=boolean, default=False,
@@ -61,11 +59,10 @@ def training_flag_parser():
                            "to padding; 0: batches mix lengths freely")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--model", choices=MODELS, default="sumn",
-                       help="sumn: bag-of-words behaviours, pooled, behavioural consistency; "
-                            "nextitnet: causal dilated CNN over item sequences, next-item "
-                            "prediction; grec: the same CNN non-causal, masked-item prediction "
-                            "(both read the tables' sequences/ table)")
+    model.add_argument("--model", choices=registry.family_names(),
+                       default=registry.DEFAULT_FAMILY,
+                       help="; ".join(f"{family.name}: {family.summary}"
+                                      for family in registry.FAMILIES.values()))
     model.add_argument("--num_vocabulary", type=non_negative_int, default=0,
                        help="vocabulary size; 0 takes it from the tables' manifest.json")
     model.add_argument("--word_emb_dim", type=positive_int, default=256,
@@ -97,16 +94,9 @@ def training_flag_parser():
                           help="grec: share of each sequence's positions masked and predicted")
 
     optimisation = parser.add_argument_group("optimisation")
-    optimisation.add_argument("--batch_size", type=positive_int, default=128,
-                              help="GLOBAL batch size (split over replicas)")
-    optimisation.add_argument("--learning_rate", type=non_negative_float, default=1e-3,
-                              help="Adam learning rate")
-    optimisation.add_argument("--max_grad_norm", type=non_negative_float, default=0.0,
-                              help="clip gradients to this global norm; 0 disables clipping")
+    add_optimisation_flags(optimisation)
     optimisation.add_argument("--max_steps", type=positive_int, default=1_000_000,
                               help="train until this global step")
-    optimisation.add_argument("--seed", type=int, default=42,
-                              help="seed of initialisation, shuffling and dropout")
     optimisation.add_argument("--mixed_precision", choices=MIXED_PRECISION_POLICIES,
                               default="none", help="Keras mixed-precision policy "
                               "(mixed_float16 on GPUs, mixed_bfloat16 on recent CPUs/TPUs)")
@@ -114,8 +104,8 @@ def training_flag_parser():
     run = parser.add_argument_group("checkpoints, logs and distribution")
     run.add_argument("--checkpoint_dir", default="",
                      help="checkpoints (ckpt-<step>), model_arch.json and TensorBoard logs; "
-                          f"empty: {DEFAULT_CHECKPOINT_DIR} for SUMN (where main/inference.py "
-                          "looks), runs/<model> for nextitnet and grec")
+                          f"empty: {CHECKPOINT_DIR_PATTERN.format(model='<model>')} "
+                          f"({DEFAULT_CHECKPOINT_DIR} is where main/inference.py looks)")
     run.add_argument("--snapshot", type=positive_int, default=100_000,
                      help="save a checkpoint every this many steps (and at the end)")
     run.add_argument("--keep_checkpoints", type=positive_int, default=20,
@@ -127,9 +117,7 @@ def training_flag_parser():
                      help="print a progress line and write TensorBoard scalars every N steps")
     run.add_argument("--overwrite", action="store_true",
                      help="delete an existing --checkpoint_dir and start afresh")
-    run.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                     help="auto: multi_worker when TF_CONFIG names several workers, "
-                          "mirrored when more than one GPU, else default")
+    add_strategy_flag(run)
     run.add_argument("--cpu_replicas", type=non_negative_int, default=0,
                      help="split the CPU into N logical devices for --strategy=mirrored "
                           "(try distribution without GPUs); 0 leaves it whole")
@@ -140,11 +128,11 @@ def parse_training_flags(argv=None):
     """Parses and cross-checks the flags; argparse exits 2 naming a bad flag."""
     parser = training_flag_parser()
     flags = parser.parse_args(argv)
-    if flags.model == "grec" and flags.mask_fraction <= 0:
-        parser.error("--mask_fraction must be more than 0 for --model=grec")
+    problem = registry.get_family(flags.model).check_settings(flags)
+    if problem:
+        parser.error(problem)
     if not flags.checkpoint_dir:
-        flags.checkpoint_dir = (DEFAULT_CHECKPOINT_DIR if flags.model == "sumn"
-                                else f"runs/{flags.model}")
+        flags.checkpoint_dir = CHECKPOINT_DIR_PATTERN.format(model=flags.model)
     if flags.snapshot > flags.max_steps:
         flags.snapshot = flags.max_steps
     return flags

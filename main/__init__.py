@@ -1,0 +1,1 @@
+"""Entry points (``python main/<name>.py``) and, in ``main/flags``, the flags they parse."""

@@ -1,0 +1,64 @@
+"""Flag groups that several entry points share, declared once with their defaults.
+
+``main/train.py`` and ``main/finetune.py`` share the optimisation group;
+every script that reads behaviour histories shares SUMN's history limits
+(``--max_query_per_week`` x ``--max_words_per_query``, 900 x 24 by default,
+``contracts.schema``).
+"""
+
+from contracts import schema
+from util.flag_types import non_negative_float, positive_int
+
+DEFAULT_SEED = 42
+DEFAULT_LEARNING_RATE = 1e-3
+DEFAULT_BATCH_SIZE = 128
+
+
+def add_history_limit_flags(group, from_run=False, positive=True):
+    """``--max_query_per_week`` and ``--max_words_per_query``.
+
+    Args:
+        group: an argparse parser or argument group.
+        from_run: the defaults are the training run's values (inference), not SUMN's.
+        positive: reject 0 and negative values.
+    """
+    value_type = positive_int if positive else int
+    if from_run:
+        behaviours = words = None
+        behaviours_help = "the training run's value in model_arch.json"
+        words_help = behaviours_help
+    else:
+        behaviours, words = schema.DEFAULT_MAX_BEHAVIOURS, schema.DEFAULT_MAX_WORDS
+        # %(default)s: argparse's ArgumentDefaultsHelpFormatter then adds nothing more.
+        behaviours_help = words_help = "%(default)s"
+    group.add_argument("--max_query_per_week", type=value_type, default=behaviours,
+                       help=f"behaviours kept per user history, the most recent "
+                            f"(default: {behaviours_help})")
+    group.add_argument("--max_words_per_query", type=value_type, default=words,
+                       help=f"words kept per behaviour, the first ones; the item-id token is "
+                            f"first (default: {words_help})")
+
+
+def add_optimisation_flags(group, batch_help="GLOBAL batch size (split over replicas)"):
+    """Batch size, Adam learning rate, gradient clipping and the seed."""
+    group.add_argument("--batch_size", type=positive_int, default=DEFAULT_BATCH_SIZE,
+                       help=f"{batch_help} (default: %(default)s)")
+    group.add_argument("--learning_rate", type=non_negative_float, default=DEFAULT_LEARNING_RATE,
+                       help="Adam learning rate (default: %(default)s)")
+    group.add_argument("--max_grad_norm", type=non_negative_float, default=0.0,
+                       help="clip gradients to this global norm; 0 disables clipping "
+                            "(default: %(default)s)")
+    group.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                       help="seed of initialisation, shuffling, sampling and dropout "
+                            "(default: %(default)s)")
+
+
+def add_strategy_flag(group):
+    """``--strategy``: which ``tf.distribute`` strategy runs the job."""
+    # Imported here: util.distribution loads TensorFlow, which main/build_tables.py
+    # (the history-limit flags' other user) never needs.
+    from util.distribution import STRATEGIES
+
+    group.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                       help="auto: multi_worker when TF_CONFIG names several workers, "
+                            "mirrored when more than one GPU, else default (default: %(default)s)")

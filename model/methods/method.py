@@ -1,0 +1,57 @@
+"""What a downstream method is: what it starts from, inserts, trains and stores per task.
+
+A ``Method`` is used with any ``Task`` (``model/tasks``) on any family that
+has a task backbone (``model/model_family.py``):
+
+* ``starts_from_pretrained``: whether the backbone's pretrained weights are
+  copied in before training (``scratch`` does not);
+* ``block_adapter(block_index, description)``: the module it inserts at a
+  backbone block's hook (``model/layers/block_adapter.py``), or None;
+* ``trainable_variables(task_model, description)``: what trains, which is
+  also what a task folder stores (everything else is the shared backbone);
+* ``auxiliary_loss(task_model, batch)``: a term added to the task's loss
+  (None: none), for methods that regularise towards earlier tasks;
+* ``description_entries(settings)``: what the method records in task.json.
+
+``description`` is the task description (``task.json``): the method reads
+its own entries back from it, so a saved task rebuilds exactly.
+"""
+
+
+class Method:
+    """The base method: trains the whole task model, inserts nothing, records nothing."""
+
+    name = ""
+    summary = ""
+    starts_from_pretrained = True
+
+    def block_adapter(self, block_index, description):
+        """The ``BlockAdapter`` of backbone block ``block_index``, or None to leave it as it is."""
+        return None
+
+    def trainable_variables(self, task_model, description):
+        """The variables this method trains (and a task folder stores)."""
+        return list(task_model.trainable_variables)
+
+    def auxiliary_loss(self, task_model, batch):
+        """A scalar added to the task's loss on this replica's batch, or None."""
+        return None
+
+    def description_entries(self, settings):
+        """task.json entries of this method (``settings``: the fine-tuning flags).
+
+        task.json has always recorded a patch placement; methods without
+        patches record none.
+        """
+        return {"patch": "none"}
+
+
+def parameter_count(variables):
+    """Number of numbers in ``variables``."""
+    total = 0
+    for variable in variables:
+        size = 1
+        for dimension in variable.shape:
+            size *= int(dimension)
+        total += size
+    return total

@@ -1,0 +1,26 @@
+"""The downstream methods by name: the one place a ``--method`` value, or a task's recorded method, is looked up.
+
+Adding a method is a ``Method`` subclass in a new file of ``model/methods``
+and one entry below.
+"""
+
+from model.methods.baselines import FineAll, FineCls, FineLast, Scratch
+from model.methods.peterrec import PeterRec
+from util.errors import UserInputError
+
+METHODS = {method.name: method for method in (PeterRec(), FineAll(), FineCls(), FineLast(),
+                                              Scratch())}
+DEFAULT_METHOD = PeterRec.name
+
+
+def method_names():
+    return tuple(METHODS)
+
+
+def get_method(name, flag="--method"):
+    """The method called ``name``; a ``UserInputError`` naming ``flag`` if there is none."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise UserInputError(
+            f"{flag}={name!r} is not a method; use one of: {', '.join(METHODS)}") from None
