@@ -1,3 +1,3 @@
-"""Everything that WRITES tables: SUMN training and inference tables built from
-behaviour logs, the vocabulary and manifest beside them, demo data, and (later)
-user-vector outputs."""
+"""Everything that WRITES: training, inference and item-sequence tables built from
+behaviour logs (DuckDB), the vocabulary and manifest beside them, demo data,
+user-vector folders and their bookkeeping, projector exports."""

@@ -1,1 +1,1 @@
-"""Small helpers shared by every stage: errors, atomic writes, run config, distribution."""
+"""Small helpers shared by every stage: errors, atomic writes, run-folder JSON, distribution."""

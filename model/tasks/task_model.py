@@ -57,11 +57,8 @@ class TaskModel(keras.Model):
         return self._backbone.user_vector(hidden, inputs)
 
     def build_all(self, items):
-        """Creates every variable with one forward pass (head included); returns the model."""
-        users = self(self.inputs_for(items))
-        if not self.head.built:
-            self.head.build((None, self.dim))
-        del users
+        """Creates every variable with one forward pass (``build`` builds the head); returns the model."""
+        self(self.inputs_for(items))
         return self
 
     def get_config(self):
