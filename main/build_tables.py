@@ -18,6 +18,7 @@ from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
 from main.flags.common import add_history_limit_flags
 from util.cli import run_cli
+from util.flag_types import finite_float
 
 
 def parse_flags(argv=None):
@@ -75,7 +76,7 @@ def parse_flags(argv=None):
                         help="separator of a string --item_tokens_column (default: %(default)s)")
 
     windows = parser.add_argument_group("windows")
-    windows.add_argument("--target_fraction", type=float, default=None,
+    windows.add_argument("--target_fraction", type=finite_float, default=None,
                          help="share of each user's behaviours, the latest, forming the target "
                               "window; in (0, 1) (default: 0.2 unless --split_time is given)")
     windows.add_argument("--split_time", default=None,

@@ -264,8 +264,9 @@ def _c_grid(text):
         grid = tuple(float(value) for value in text.split(",") if value.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
-    if not grid or min(grid) <= 0:
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got '{text}'")
+    # nan compares false with everything, so "not above 0" rather than "at most 0".
+    if not grid or not all(0 < c < float("inf") for c in grid):
+        raise argparse.ArgumentTypeError(f"expected positive finite numbers, got '{text}'")
     return grid
 
 
