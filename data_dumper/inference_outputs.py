@@ -11,11 +11,12 @@ and renamed.
 import json
 import os
 
+from contracts.run_folder import INFERENCE_SETTINGS_FILE, INFERENCE_SUMMARY_FILE
 from util.atomic import write_text_atomically
 from util.errors import UserInputError
 
-SUMMARY_FILE = "inference.json"
-SETTINGS_FILE = "_inference_settings.json"
+SUMMARY_FILE = INFERENCE_SUMMARY_FILE
+SETTINGS_FILE = INFERENCE_SETTINGS_FILE
 # Summary entries that must agree before slice summaries are merged.
 _SETTING_KEYS = ("checkpoint", "step", "hop", "output_format", "tables")
 
