@@ -19,6 +19,7 @@ from data_dumper.build_tables import build_tables
 from main.flags.common import add_history_limit_flags
 from util.cli import run_cli
 from util.flag_types import finite_float
+from util.folder_lock import FolderLock
 
 
 def parse_flags(argv=None):
@@ -29,7 +30,8 @@ def parse_flags(argv=None):
     output.add_argument("--output_dir", required=True,
                         help="folder to write the tables to (required)")
     output.add_argument("--overwrite", action="store_true",
-                        help="replace an existing table folder at --output_dir (default: refuse)")
+                        help="replace an existing table folder at --output_dir; a folder holding "
+                             "anything else is never replaced (default: refuse)")
     output.add_argument("--format", default=schema.PARQUET, choices=schema.FORMATS,
                         help="shard file format (default: %(default)s)")
     output.add_argument("--num_shards", type=int, default=4,
@@ -112,7 +114,8 @@ def parse_flags(argv=None):
 
 def main(argv=None):
     flags = parse_flags(argv)
-    build_tables(BuildConfig(**vars(flags)))
+    with FolderLock(flags.output_dir, "--output_dir"):
+        build_tables(BuildConfig(**vars(flags)))
     return 0
 
 

@@ -31,6 +31,8 @@ from evaluation import probes as probes  # noqa: E402
 from util.cli import run_cli  # noqa: E402
 from util.errors import UserInputError  # noqa: E402
 from util.flag_types import positive_int  # noqa: E402
+from util.folder_lock import FolderLock  # noqa: E402
+from util.output_folder import check_writable  # noqa: E402
 
 CANONICAL = probes.CANONICAL_SPLIT
 SPLIT_COLUMN_PREFIX = probes.SPLIT_COLUMN_PREFIX
@@ -85,6 +87,13 @@ def parse_flags(argv):
 
 def main(argv=None):
     args = parse_flags(argv)
+    # Probing takes minutes: an output folder that cannot be written fails now, not after it.
+    check_writable(args.output_dir, "--output_dir")
+    with FolderLock(args.output_dir, "--output_dir"):
+        return _evaluate(args)
+
+
+def _evaluate(args):
     notes = []
     labels, tasks, split_column = _read_labels(args)
     vectors = _read_vectors(args)
