@@ -18,14 +18,19 @@ def non_negative_int(text):
     return value
 
 
+# The largest float32: models compute in float32, where a bigger flag value is infinite.
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 def finite_float(text):
     """A float that is a number: argparse's ``type=float`` also accepts nan, inf and -inf."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number (at most 3.4e38 in size, float32's range), got {text}")
     return value
 
 
