@@ -81,6 +81,17 @@ def prepare_outputs(outputs_dir, jobs, vector_format, settings, slice_id, slice_
     write_settings(outputs_dir, settings)
 
 
+def discard_if_unused(outputs_dir):
+    """Removes a folder this job created that still holds only its settings file (a failed job)."""
+    try:
+        names = os.listdir(outputs_dir)
+    except OSError:
+        return
+    if names == [SETTINGS_FILE]:
+        os.remove(os.path.join(outputs_dir, SETTINGS_FILE))
+        os.rmdir(outputs_dir)
+
+
 def finish_outputs(outputs_dir, summary, slice_id, slice_count):
     """Writes this slice's summary (and the merged one when every slice is done); returns its path."""
     path = summary_path(outputs_dir, slice_id, slice_count)

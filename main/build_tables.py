@@ -20,6 +20,7 @@ from main.flags.common import add_history_limit_flags
 from util.cli import run_cli
 from util.flag_types import finite_float
 from util.folder_lock import FolderLock
+from util.output_folder import check_writable
 
 
 def parse_flags(argv=None):
@@ -114,6 +115,7 @@ def parse_flags(argv=None):
 
 def main(argv=None):
     flags = parse_flags(argv)
+    check_writable(flags.output_dir, "--output_dir")  # before the inputs are even opened
     with FolderLock(flags.output_dir, "--output_dir"):
         build_tables(BuildConfig(**vars(flags)))
     return 0

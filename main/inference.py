@@ -123,7 +123,8 @@ def main(argv=None):
             print(f"slice {slice_id} has no shard to encode: the table has {len(tables.files)} "
                   f"shard(s) for {slice_count} slices", flush=True)
 
-        # Every user error is behind us: from here on the outputs change.
+        # Every user error but a non-finite vector is behind us: from here on the outputs change.
+        created = not os.path.exists(outputs)
         inference_outputs.prepare_outputs(outputs, jobs, output_format, settings, slice_id,
                                           slice_count, flags.overwrite)
         reader_options = ReaderOptions(
@@ -132,11 +133,16 @@ def main(argv=None):
         encoder = family.user_encoder(model, hop_index)
         sample = (batch_inference.UserSample(flags.projector_sample)
                   if flags.projector and slice_id == 0 else None)
-        shards = batch_inference.encode_shards(
-            jobs, encoder, lambda path: make_dataset(_one_shard(tables, path), reader_options),
-            output_format, sample=sample, progress_seconds=flags.progress_seconds,
-            log=lambda line: print(line, flush=True),
-            rows_of=shard_rows if tables.file_format == schema.PARQUET else None)
+        try:
+            shards = batch_inference.encode_shards(
+                jobs, encoder, lambda path: make_dataset(_one_shard(tables, path), reader_options),
+                output_format, sample=sample, progress_seconds=flags.progress_seconds,
+                log=lambda line: print(line, flush=True),
+                rows_of=shard_rows if tables.file_format == schema.PARQUET else None)
+        except UserInputError:
+            if created:  # a folder holding only our settings would claim vectors it lacks
+                inference_outputs.discard_if_unused(outputs)
+            raise
 
         if sample is not None and len(sample):
             folder = export_projector(os.path.join(outputs, PROJECTOR_SUBDIR), *sample.result())
