@@ -21,6 +21,7 @@ import uuid
 
 from contracts.run_folder import lock_path
 from util.errors import UserInputError
+from util.output_folder import named
 
 # A holder writes its JSON right after creating the file; an empty lock younger than
 # this is a job starting up, an older one was left by a job killed at that moment.
@@ -104,13 +105,13 @@ class FolderLock:
                 continue
             except OSError as error:
                 raise UserInputError(
-                    f"{self.flag} {self.folder}: cannot create its lock file {self.path} "
+                    f"{named(self.flag, self.folder)}: cannot create its lock file {self.path} "
                     f"({error.strerror or error})") from None
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(content)
             self._token = token
             return
-        raise UserInputError(f"{self.flag} {self.folder}: could not take its lock {self.path}; try again")
+        raise UserInputError(f"{named(self.flag, self.folder)}: could not take its lock {self.path}; try again")
 
     def release(self):
         """Removes the lock if it is still ours (a lock taken over by someone else stays)."""
@@ -140,7 +141,7 @@ class FolderLock:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         except OSError as error:
             raise UserInputError(
-                f"{self.flag} {self.folder}: cannot create {os.path.dirname(self.path)} "
+                f"{named(self.flag, self.folder)}: cannot create {os.path.dirname(self.path)} "
                 f"({error.strerror or error})") from None
         self._created_dirs = list(reversed(missing))
 
@@ -170,7 +171,7 @@ class FolderLock:
                 return
             if age < _STARTUP_SECONDS:
                 raise UserInputError(
-                    f"{self.flag} {self.folder} is being locked by another job starting up "
+                    f"{named(self.flag, self.folder)} is being locked by another job starting up "
                     f"(lock file {self.path}); wait for it, or choose another folder")
             description = "an unreadable lock"
         else:
@@ -178,11 +179,11 @@ class FolderLock:
             since = holder.get("started", "?")
             if host != socket.gethostname():
                 raise UserInputError(
-                    f"{self.flag} {self.folder} is in use by pid {pid} on host {host} (since "
+                    f"{named(self.flag, self.folder)} is in use by pid {pid} on host {host} (since "
                     f"{since}); wait for that job, or remove {self.path} if it is no longer running")
             if isinstance(pid, int) and _is_running(pid, holder.get("process_start")):
                 raise UserInputError(
-                    f"{self.flag} {self.folder} is in use by pid {pid} on host {host} (since "
+                    f"{named(self.flag, self.folder)} is in use by pid {pid} on host {host} (since "
                     f"{since}: {holder.get('command', '?')}); wait for it to finish, or choose "
                     f"another folder")
             description = f"the lock of pid {pid} on host {host} (since {since}), which no longer runs"
@@ -204,4 +205,4 @@ class FolderLock:
             os.remove(aside)
             return
         os.remove(aside)
-        self.log(f"note: {self.flag} {self.folder}: taking over {description} ({self.path})")
+        self.log(f"note: {named(self.flag, self.folder)}: taking over {description} ({self.path})")

@@ -17,6 +17,11 @@ from util.errors import UserInputError
 _MAX_LISTED = 3
 
 
+def named(flag, path):
+    """``--flag=path`` as the user typed it; ``description path`` for a folder no flag named."""
+    return f"{flag} {path}" if " " in flag else f"{flag}={path}"
+
+
 def _probe(folder):
     """The reason ``folder`` cannot take a new file, or None where it can.
 
@@ -41,22 +46,22 @@ def check_writable(folder, flag):
     Raises:
         UserInputError: one line naming ``flag`` and the path that is in the way.
     """
-    folder = os.path.abspath(folder)
+    given, folder = folder, os.path.abspath(folder)
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise UserInputError(f"{flag} {folder} is a file, not a folder; pass a folder")
+        raise UserInputError(f"{named(flag, given)} is a file, not a folder; pass a folder")
     ancestor = folder if os.path.isdir(folder) else os.path.dirname(folder)
     while not os.path.exists(ancestor):
         ancestor = os.path.dirname(ancestor)
     if not os.path.isdir(ancestor):
-        raise UserInputError(f"{flag} {folder} cannot be created: {ancestor} is a file, not a folder")
+        raise UserInputError(f"{named(flag, given)} cannot be created: {ancestor} is a file, not a folder")
     problem = _probe(ancestor)
     if problem:
         what = "cannot be written" if ancestor == folder else f"cannot be created in {ancestor}"
-        raise UserInputError(f"{flag} {folder} {what} ({problem})")
+        raise UserInputError(f"{named(flag, given)} {what} ({problem})")
     parent = os.path.dirname(folder)
     if ancestor == folder and parent != folder and (problem := _probe(parent)):
         raise UserInputError(
-            f"{flag} {folder}: its parent folder {parent} cannot be written ({problem}); the "
+            f"{named(flag, given)}: its parent folder {parent} cannot be written ({problem}); the "
             f"folder's lock file goes there")
 
 
@@ -78,14 +83,14 @@ def check_overwritable(folder, kind, flag):
         return
     if not any(os.path.exists(os.path.join(folder, marker)) for marker in kind.markers):
         raise UserInputError(
-            f"{flag} {folder} holds no {' or '.join(kind.markers)}, so it is not {kind.what} "
+            f"{named(flag, folder)} holds no {' or '.join(kind.markers)}, so it is not {kind.what} "
             f"{kind.written_by} wrote; --overwrite only replaces those (choose another folder, or "
             f"empty it yourself)")
     foreign = foreign_entries(folder, kind)
     if foreign:
         listed = ", ".join(foreign[:_MAX_LISTED]) + (", ..." if len(foreign) > _MAX_LISTED else "")
         raise UserInputError(
-            f"{flag} {folder} holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} "
+            f"{named(flag, folder)} holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} "
             f"{kind.written_by} did not write ({listed}); --overwrite would delete them, so move "
             f"them or choose another folder")
 
