@@ -97,21 +97,26 @@ class FolderLock:
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "command": " ".join([os.path.basename(sys.argv[0] or "python")] + sys.argv[1:])[:500],
         }).encode("utf-8")
-        for _ in range(5):  # each round either takes the lock or removes one stale lock
-            try:
-                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale()
-                continue
-            except OSError as error:
-                raise UserInputError(
-                    f"{named(self.flag, self.folder)}: cannot create its lock file {self.path} "
-                    f"({error.strerror or error})") from None
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(content)
-            self._token = token
-            return
-        raise UserInputError(f"{named(self.flag, self.folder)}: could not take its lock {self.path}; try again")
+        try:
+            for _ in range(5):  # each round either takes the lock or removes one stale lock
+                try:
+                    descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    self._take_over_if_stale()
+                    continue
+                except OSError as error:
+                    raise UserInputError(
+                        f"{named(self.flag, self.folder)}: cannot create its lock file "
+                        f"{self.path} ({error.strerror or error})") from None
+                with os.fdopen(descriptor, "wb") as handle:
+                    handle.write(content)
+                self._token = token
+                return
+            raise UserInputError(
+                f"{named(self.flag, self.folder)}: could not take its lock {self.path}; try again")
+        except BaseException:
+            self._remove_created_dirs()
+            raise
 
     def release(self):
         """Removes the lock if it is still ours (a lock taken over by someone else stays)."""
@@ -124,6 +129,9 @@ class FolderLock:
             except FileNotFoundError:
                 pass
         self._token = None
+        self._remove_created_dirs()
+
+    def _remove_created_dirs(self):
         for folder in reversed(self._created_dirs):
             try:
                 os.rmdir(folder)  # only while empty: the job wrote nothing there
@@ -184,7 +192,7 @@ class FolderLock:
             if isinstance(pid, int) and _is_running(pid, holder.get("process_start")):
                 raise UserInputError(
                     f"{named(self.flag, self.folder)} is in use by pid {pid} on host {host} (since "
-                    f"{since}: {holder.get('command', '?')}); wait for it to finish, or choose "
+                    f"{since}: {str(holder.get('command', '?'))[:120]}); wait for it to finish, or choose "
                     f"another folder")
             description = f"the lock of pid {pid} on host {host} (since {since}), which no longer runs"
         # Move the stale lock aside under a private name: of several jobs taking it over at
