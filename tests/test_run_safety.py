@@ -33,6 +33,7 @@ from main import inference as inference_entry
 from main import train as train_entry
 from model.inference import restore
 from test_loader import write_parquet_table
+from test_sequence_loader import write_sequence_table
 from util.cli import run_cli
 from util.run_config import read_run_config
 
@@ -361,6 +362,30 @@ def test_inference_names_the_damaged_file_of_an_explicit_step(trained, tmp_path,
     assert_refused(status, stderr, f"its index file {os.path.join(folder, 'ckpt-2.index')} is damaged")
     assert not os.path.exists(outputs)
     assert_no_lock(outputs)
+
+
+def test_finetune_names_the_damaged_file_of_its_pretrained_step(tmp_path, capsys):
+    tables = str(tmp_path / "sequences")
+    users = write_sequence_table(tables, num_users=30, num_shards=1)
+    for index, user in enumerate(users):  # the canonical split needs integer ids
+        user["id"] = str(index + 1)
+    pq.write_table(pa.Table.from_pylist(users, schema=schema.SEQUENCE_SCHEMA),
+                   os.path.join(tables, schema.SEQUENCES_SUBDIR, schema.shard_name(0, 1, "parquet")))
+    pretrained = str(tmp_path / "nextitnet")
+    status, _, stderr = run("train", "--model=nextitnet", f"--tables={tables}",
+                            f"--checkpoint_dir={pretrained}", "--model_dim=8", "--dilations=1",
+                            "--max_items_per_user=10", "--batch_size=8", "--max_steps=2",
+                            capsys=capsys)
+    assert status == 0, stderr
+    damaged = os.path.join(pretrained, "ckpt-2.data-00000-of-00001")
+    truncate(damaged)
+    output_dir = str(tmp_path / "task")
+    status, _, stderr = run("finetune", f"--pretrained={pretrained}", "--pretrained_step=2",
+                            "--task=items", f"--output_dir={output_dir}", "--epochs=1",
+                            capsys=capsys)
+    assert_refused(status, stderr, f"its data file {damaged} is damaged")
+    assert not os.path.exists(output_dir)
+    assert_no_lock(output_dir)
 
 
 def test_a_garbage_state_file_is_named_and_the_checkpoints_are_listed_instead(
