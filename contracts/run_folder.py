@@ -39,8 +39,11 @@ LOCK_SUFFIX = ".lock"
 
 _STEP_PATTERN = re.compile(rf"{CHECKPOINT_NAME}-(\d+)\.index$")
 _TEMP_PATTERN = re.compile(rf"{CHECKPOINT_NAME}-(\d+){CHECKPOINT_TEMP_SUFFIX}$")
-# util.atomic's temporary names: ".<name>.<random>.tmp" and ".<name>.<random>.old".
-_ATOMIC_TEMPORARIES = (".*.tmp", ".*.old")
+# util.output_folder.check_writable's probe file, removed at once (unless the job is killed then).
+WRITE_CHECK_PREFIX = ".write-check."
+# Short-lived files of our tools, in any folder kind: util.atomic's ".<name>.<random>.tmp"
+# and ".<name>.<random>.old", and the writability probe.
+_OUR_TEMPORARIES = (".*.*.tmp", ".*.*.old", WRITE_CHECK_PREFIX + "*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +64,7 @@ class FolderKind:
 
     def is_ours(self, name):
         return any(fnmatch.fnmatchcase(name, pattern)
-                   for pattern in self.entries + _ATOMIC_TEMPORARIES)
+                   for pattern in self.entries + _OUR_TEMPORARIES)
 
 
 TRAINING_RUN = FolderKind(

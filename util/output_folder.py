@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 
+from contracts.run_folder import WRITE_CHECK_PREFIX
 from util.errors import UserInputError
 
 _MAX_LISTED = 3
@@ -29,7 +30,7 @@ def _probe(folder):
     permission bits only, not for read-only mounts or for root.
     """
     try:
-        handle, path = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+        handle, path = tempfile.mkstemp(prefix=WRITE_CHECK_PREFIX, dir=folder)
     except OSError as error:
         return error.strerror or str(error)
     os.close(handle)
