@@ -50,6 +50,8 @@ A sequence table's Examples hold ``id`` (bytes_list[1]), ``items`` and
 
 import pyarrow as pa
 
+from contracts.run_folder import FolderKind
+
 SCHEMA_VERSION = 1
 
 MANIFEST_FILE = "manifest.json"
@@ -59,6 +61,12 @@ ITEM_INDEX_FILE = "items.txt"
 TRAIN_SUBDIR = "train"
 INFERENCE_SUBDIR = "inference"
 SEQUENCES_SUBDIR = "sequences"
+# What main/build_tables.py --overwrite may replace (util/output_folder.py).
+TABLE_FOLDER = FolderKind(
+    what="a table folder", written_by="main/build_tables.py",
+    markers=(MANIFEST_FILE,),
+    entries=(MANIFEST_FILE, VOCABULARY_FILE, LABELS_FILE, ITEM_INDEX_FILE, TRAIN_SUBDIR,
+             INFERENCE_SUBDIR, SEQUENCES_SUBDIR))
 
 PAD_ID = 0
 OOV_ID = 1

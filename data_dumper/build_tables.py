@@ -29,30 +29,25 @@ from data_dumper import (
 )
 from util.atomic import atomic_directory, write_text_atomically
 from util.errors import UserInputError
+from util.output_folder import check_overwritable, check_writable
 
 
 def check_output_dir(output_dir, overwrite):
     """Raises unless ``output_dir`` may be (re)written.
 
-    A missing or empty folder is fine. An existing table folder (one holding a
-    manifest) is replaced only with ``--overwrite``; any other non-empty folder is
-    never replaced, so a typo cannot wipe unrelated files.
+    A missing or empty folder is fine, if it can be written. An existing
+    table folder (one holding a manifest and nothing but tables) is replaced
+    only with ``--overwrite``; any other non-empty folder is never replaced,
+    so a typo cannot wipe unrelated files.
     """
-    if not os.path.exists(output_dir):
-        return
-    if not os.path.isdir(output_dir):
-        raise UserInputError(f"--output_dir={output_dir} is a file, not a folder.")
-    if not os.listdir(output_dir):
+    check_writable(output_dir, "--output_dir")
+    if not os.path.exists(output_dir) or not os.listdir(output_dir):
         return
     if not overwrite:
         raise UserInputError(
             f"--output_dir={output_dir} is not empty; pass --overwrite to replace its tables."
         )
-    if not os.path.exists(os.path.join(output_dir, schema.MANIFEST_FILE)):
-        raise UserInputError(
-            f"--output_dir={output_dir} is not empty and holds no {schema.MANIFEST_FILE}, so it is "
-            f"not a table folder; --overwrite only replaces table folders."
-        )
+    check_overwritable(output_dir, schema.TABLE_FOLDER, "--output_dir")
 
 
 def _load_source(con, config):

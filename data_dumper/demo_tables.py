@@ -10,6 +10,7 @@ import os
 from contracts import schema
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
+from util.folder_lock import FolderLock
 
 
 def ensure_demo_tables(output_dir, log=print):
@@ -18,10 +19,17 @@ def ensure_demo_tables(output_dir, log=print):
     Returns:
         ``output_dir``.
     """
-    # A cache built by an older version lacks the sequence table: rebuild it.
-    if os.path.isdir(os.path.join(output_dir, schema.SEQUENCES_SUBDIR)) and os.path.exists(
-            os.path.join(output_dir, schema.MANIFEST_FILE)):
+    if _complete(output_dir):
         return output_dir
-    log(f"no --tables given: building the demo tables into {output_dir}")
-    build_tables(BuildConfig(output_dir=output_dir, demo=True, overwrite=True), log=log)
+    # Two first runs (say --model=sumn and --model=nextitnet) must not build the cache at once.
+    with FolderLock(output_dir, "the demo tables folder (no --tables given)"):
+        if not _complete(output_dir):
+            log(f"no --tables given: building the demo tables into {output_dir}")
+            build_tables(BuildConfig(output_dir=output_dir, demo=True, overwrite=True), log=log)
     return output_dir
+
+
+def _complete(output_dir):
+    # A cache built by an older version lacks the sequence table: rebuild it.
+    return os.path.isdir(os.path.join(output_dir, schema.SEQUENCES_SUBDIR)) and os.path.exists(
+        os.path.join(output_dir, schema.MANIFEST_FILE))

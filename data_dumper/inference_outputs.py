@@ -11,11 +11,12 @@ and renamed.
 import json
 import os
 
+from contracts.run_folder import INFERENCE_SETTINGS_FILE, INFERENCE_SUMMARY_FILE
 from util.atomic import write_text_atomically
 from util.errors import UserInputError
 
-SUMMARY_FILE = "inference.json"
-SETTINGS_FILE = "_inference_settings.json"
+SUMMARY_FILE = INFERENCE_SUMMARY_FILE
+SETTINGS_FILE = INFERENCE_SETTINGS_FILE
 # Summary entries that must agree before slice summaries are merged.
 _SETTING_KEYS = ("checkpoint", "step", "hop", "output_format", "tables")
 
@@ -78,6 +79,17 @@ def prepare_outputs(outputs_dir, jobs, vector_format, settings, slice_id, slice_
         for job in jobs:
             vector_format.remove(job.output_path)
     write_settings(outputs_dir, settings)
+
+
+def discard_if_unused(outputs_dir):
+    """Removes a folder this job created that still holds only its settings file (a failed job)."""
+    try:
+        names = os.listdir(outputs_dir)
+    except OSError:
+        return
+    if names == [SETTINGS_FILE]:
+        os.remove(os.path.join(outputs_dir, SETTINGS_FILE))
+        os.rmdir(outputs_dir)
 
 
 def finish_outputs(outputs_dir, summary, slice_id, slice_count):

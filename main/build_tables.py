@@ -18,6 +18,9 @@ from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
 from main.flags.common import add_history_limit_flags
 from util.cli import run_cli
+from util.flag_types import finite_float
+from util.folder_lock import FolderLock
+from util.output_folder import check_writable
 
 
 def parse_flags(argv=None):
@@ -28,7 +31,8 @@ def parse_flags(argv=None):
     output.add_argument("--output_dir", required=True,
                         help="folder to write the tables to (required)")
     output.add_argument("--overwrite", action="store_true",
-                        help="replace an existing table folder at --output_dir (default: refuse)")
+                        help="replace an existing table folder at --output_dir; a folder holding "
+                             "anything else is never replaced (default: refuse)")
     output.add_argument("--format", default=schema.PARQUET, choices=schema.FORMATS,
                         help="shard file format (default: %(default)s)")
     output.add_argument("--num_shards", type=int, default=4,
@@ -75,7 +79,7 @@ def parse_flags(argv=None):
                         help="separator of a string --item_tokens_column (default: %(default)s)")
 
     windows = parser.add_argument_group("windows")
-    windows.add_argument("--target_fraction", type=float, default=None,
+    windows.add_argument("--target_fraction", type=finite_float, default=None,
                          help="share of each user's behaviours, the latest, forming the target "
                               "window; in (0, 1) (default: 0.2 unless --split_time is given)")
     windows.add_argument("--split_time", default=None,
@@ -111,7 +115,9 @@ def parse_flags(argv=None):
 
 def main(argv=None):
     flags = parse_flags(argv)
-    build_tables(BuildConfig(**vars(flags)))
+    check_writable(flags.output_dir, "--output_dir")  # before the inputs are even opened
+    with FolderLock(flags.output_dir, "--output_dir"):
+        build_tables(BuildConfig(**vars(flags)))
     return 0
 
 

@@ -31,6 +31,8 @@ from evaluation import probes as probes  # noqa: E402
 from util.cli import run_cli  # noqa: E402
 from util.errors import UserInputError  # noqa: E402
 from util.flag_types import positive_int  # noqa: E402
+from util.folder_lock import FolderLock  # noqa: E402
+from util.output_folder import check_writable  # noqa: E402
 
 CANONICAL = probes.CANONICAL_SPLIT
 SPLIT_COLUMN_PREFIX = probes.SPLIT_COLUMN_PREFIX
@@ -85,6 +87,13 @@ def parse_flags(argv):
 
 def main(argv=None):
     args = parse_flags(argv)
+    # Probing takes minutes: an output folder that cannot be written fails now, not after it.
+    check_writable(args.output_dir, "--output_dir")
+    with FolderLock(args.output_dir, "--output_dir"):
+        return _evaluate(args)
+
+
+def _evaluate(args):
     notes = []
     labels, tasks, split_column = _read_labels(args)
     vectors = _read_vectors(args)
@@ -264,8 +273,9 @@ def _c_grid(text):
         grid = tuple(float(value) for value in text.split(",") if value.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
-    if not grid or min(grid) <= 0:
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got '{text}'")
+    # nan compares false with everything, so "not above 0" rather than "at most 0".
+    if not grid or not all(0 < c < float("inf") for c in grid):
+        raise argparse.ArgumentTypeError(f"expected positive finite numbers, got '{text}'")
     return grid
 
 

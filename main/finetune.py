@@ -21,6 +21,7 @@ import json
 import keras
 
 from contracts import schema
+from contracts.run_folder import TASK_RUN
 from data_loader.labels import read_labels
 from data_loader.table_files import resolve_table_files
 from data_loader.user_sequences import read_user_sequences
@@ -41,14 +42,22 @@ from util.atomic import atomic_directory, write_text_atomically
 from util.cli import run_cli
 from util.distribution import describe_strategy, make_strategy
 from util.errors import UserInputError
+from util.folder_lock import FolderLock
+from util.output_folder import check_overwritable, check_writable
 from util.run_config import read_run_config
 
 
 def main(argv=None):
     flags = parse_finetune_flags(argv)
+    check_writable(flags.output_dir, "--output_dir")
+    with FolderLock(flags.output_dir, "--output_dir"):
+        return _finetune(flags)
+
+
+def _finetune(flags):
+    _check_output_dir(flags.output_dir, flags.overwrite)
     pretrained, family, prefix, step = _pretrained_run(flags)
     method = get_method(flags.method)
-    _check_output_dir(flags.output_dir, flags.overwrite)
 
     tables = resolve_table_files(flags.tables or pretrained.get("tables_dir", ""),
                                  default_subdir=schema.SEQUENCES_SUBDIR)
@@ -110,6 +119,8 @@ def _check_output_dir(output_dir, overwrite):
     if os.path.exists(output_dir) and os.listdir(output_dir) and not overwrite:
         raise UserInputError(
             f"--output_dir {output_dir} is not empty; pass --overwrite to replace it")
+    # The folder is replaced only at the end (atomic_directory); refuse now, not after training.
+    check_overwritable(output_dir, TASK_RUN, "--output_dir")
 
 
 def _labels(flags, pretrained):

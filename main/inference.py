@@ -18,10 +18,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from contracts import schema
+from contracts.run_folder import INFERENCE_OUTPUTS
 from data_dumper import inference_outputs
 from data_dumper.projector_export import export_projector
 from data_dumper.user_vector_writer import vector_format
 from data_loader.dataset import make_dataset
+from data_loader.parquet_reader import shard_rows
 from data_loader.reader_options import ReaderOptions
 from data_loader.table_files import resolve_table_files
 from data_loader.validation import validate_table
@@ -30,6 +32,8 @@ from model import registry
 from model.inference import batch_inference, restore
 from util.cli import run_cli
 from util.errors import UserInputError
+from util.folder_lock import FolderLock
+from util.output_folder import check_overwritable, check_writable
 from util.run_config import RUN_CONFIG_FILE, read_run_config
 
 
@@ -76,71 +80,84 @@ def main(argv=None):
             f"fine-tune a {family.name} backbone with main/finetune.py")
     tables = _inference_tables(flags, run_config)
     outputs = flags.outputs or os.path.join(flags.checkpoint_dir, "user_vectors", run_name)
-    if os.path.exists(outputs) and not os.path.isdir(outputs):
-        raise UserInputError(f"--outputs {outputs} is a file; pass a folder")
-    jobs = batch_inference.plan_shards(tables.files, outputs, output_format, slice_id, slice_count)
+    check_writable(outputs, "--outputs")
+    # Slices of one job share the folder; two jobs of the same slice must not.
+    lock_part = f"slice-{slice_id:05d}-of-{slice_count:05d}" if slice_count > 1 else ""
+    with FolderLock(outputs, "--outputs", part=lock_part):
+        if flags.overwrite:
+            check_overwritable(outputs, INFERENCE_OUTPUTS, "--outputs")
+        jobs = batch_inference.plan_shards(tables.files, outputs, output_format, slice_id,
+                                           slice_count)
 
-    if flags.random_init:
-        model = restore.random_model(run_config, flags.seed, flags.checkpoint_dir)
-    else:
-        model = restore.restore_model(run_config, checkpoint, flags.checkpoint_dir)
-    hop_index = restore.hop_index(flags.hop, model.num_hops)
-    max_behaviours = flags.max_query_per_week or run_config.get("max_query_per_week")
-    max_words = flags.max_words_per_query or run_config.get("max_words_per_query")
-    settings = {
-        "checkpoint": os.path.abspath(checkpoint) if checkpoint else run_name,
-        "step": step, "hop": hop_index + 1,
-        "output_format": output_format.name, "max_query_per_week": max_behaviours,
-        "max_words_per_query": max_words,
-        "tables": [os.path.abspath(path) for path in tables.files],
-    }
-    if output_format.name == "tsv":
-        settings["separator"] = output_format.separator
-    inference_outputs.check_settings(outputs, settings, flags.overwrite)
+        if flags.random_init:
+            model = restore.random_model(run_config, flags.seed, flags.checkpoint_dir)
+        else:
+            model = restore.restore_model(run_config, checkpoint, flags.checkpoint_dir)
+        hop_index = restore.hop_index(flags.hop, model.num_hops)
+        max_behaviours = flags.max_query_per_week or run_config.get("max_query_per_week")
+        max_words = flags.max_words_per_query or run_config.get("max_words_per_query")
+        settings = {
+            "checkpoint": os.path.abspath(checkpoint) if checkpoint else run_name,
+            "step": step, "hop": hop_index + 1,
+            "output_format": output_format.name, "max_query_per_week": max_behaviours,
+            "max_words_per_query": max_words,
+            "tables": [os.path.abspath(path) for path in tables.files],
+        }
+        if output_format.name == "tsv":
+            settings["separator"] = output_format.separator
+        inference_outputs.check_settings(outputs, settings, flags.overwrite)
 
-    pending = [job for job in jobs
-               if flags.overwrite or not output_format.is_complete(job.output_path)]
-    if pending:
-        validate_table(dataclasses.replace(tables, files=tuple(job.input_path for job in pending)),
-                       with_target=False, vocabulary_size=run_config["num_vocabulary"])
-    print(f"checkpoint {checkpoint or run_name} (step {step}), "
-          f"hop {hop_index + 1} of {model.num_hops}, "
-          f"dim {model.model_dim}; slice {slice_id} of {slice_count}: {len(jobs)} of "
-          f"{len(tables.files)} {tables.file_format} shards -> {outputs} ({output_format.name})",
-          flush=True)
+        pending = [job for job in jobs
+                   if flags.overwrite or not output_format.is_complete(job.output_path)]
+        if pending:
+            validate_table(
+                dataclasses.replace(tables, files=tuple(job.input_path for job in pending)),
+                with_target=False, vocabulary_size=run_config["num_vocabulary"])
+        print(f"checkpoint {checkpoint or run_name} (step {step}), "
+              f"hop {hop_index + 1} of {model.num_hops}, "
+              f"dim {model.model_dim}; slice {slice_id} of {slice_count}: {len(jobs)} of "
+              f"{len(tables.files)} {tables.file_format} shards -> {outputs} "
+              f"({output_format.name})", flush=True)
 
-    if not jobs:
-        print(f"slice {slice_id} has no shard to encode: the table has {len(tables.files)} "
-              f"shard(s) for {slice_count} slices", flush=True)
+        if not jobs:
+            print(f"slice {slice_id} has no shard to encode: the table has {len(tables.files)} "
+                  f"shard(s) for {slice_count} slices", flush=True)
 
-    # Every user error is behind us: from here on the outputs change.
-    inference_outputs.prepare_outputs(outputs, jobs, output_format, settings, slice_id, slice_count,
-                                    flags.overwrite)
-    reader_options = ReaderOptions(
-        batch_size=flags.batch_size, with_target=False, shuffle=False, repeat=False,
-        drop_remainder=False, max_behaviours=max_behaviours, max_words=max_words)
-    encoder = family.user_encoder(model, hop_index)
-    sample = (batch_inference.UserSample(flags.projector_sample)
-              if flags.projector and slice_id == 0 else None)
-    shards = batch_inference.encode_shards(
-        jobs, encoder, lambda path: make_dataset(_one_shard(tables, path), reader_options),
-        output_format, sample=sample, progress_seconds=flags.progress_seconds,
-        log=lambda line: print(line, flush=True))
+        # Every user error but a non-finite vector is behind us: from here on the outputs change.
+        created = not os.path.exists(outputs)
+        inference_outputs.prepare_outputs(outputs, jobs, output_format, settings, slice_id,
+                                          slice_count, flags.overwrite)
+        reader_options = ReaderOptions(
+            batch_size=flags.batch_size, with_target=False, shuffle=False, repeat=False,
+            drop_remainder=False, max_behaviours=max_behaviours, max_words=max_words)
+        encoder = family.user_encoder(model, hop_index)
+        sample = (batch_inference.UserSample(flags.projector_sample)
+                  if flags.projector and slice_id == 0 else None)
+        try:
+            shards = batch_inference.encode_shards(
+                jobs, encoder, lambda path: make_dataset(_one_shard(tables, path), reader_options),
+                output_format, sample=sample, progress_seconds=flags.progress_seconds,
+                log=lambda line: print(line, flush=True),
+                rows_of=shard_rows if tables.file_format == schema.PARQUET else None)
+        except UserInputError:
+            if created:  # a folder holding only our settings would claim vectors it lacks
+                inference_outputs.discard_if_unused(outputs)
+            raise
 
-    if sample is not None and len(sample):
-        folder = export_projector(os.path.join(outputs, PROJECTOR_SUBDIR), *sample.result())
-        print(f"projector: {len(sample):,} users in {folder}; view with "
-              f"tensorboard --logdir {folder}", flush=True)
-    elif flags.projector and slice_id != 0:
-        print("projector: written by slice 0 only", flush=True)
+        if sample is not None and len(sample):
+            folder = export_projector(os.path.join(outputs, PROJECTOR_SUBDIR), *sample.result())
+            print(f"projector: {len(sample):,} users in {folder}; view with "
+                  f"tensorboard --logdir {folder}", flush=True)
+        elif flags.projector and slice_id != 0:
+            print("projector: written by slice 0 only", flush=True)
 
-    summary = dict(settings, num_hops=model.num_hops, dim=model.model_dim, shards=shards,
-                   users=sum(shard["users"] for shard in shards),
-                   seconds=round(time.perf_counter() - started, 3))
-    summary_file = inference_outputs.finish_outputs(outputs, summary, slice_id, slice_count)
-    print(f"done: {summary['users']:,} users in {len(shards)} shards; summary in {summary_file}",
-          flush=True)
-    return 0
+        summary = dict(settings, num_hops=model.num_hops, dim=model.model_dim, shards=shards,
+                       users=sum(shard["users"] for shard in shards),
+                       seconds=round(time.perf_counter() - started, 3))
+        summary_file = inference_outputs.finish_outputs(outputs, summary, slice_id, slice_count)
+        print(f"done: {summary['users']:,} users in {len(shards)} shards; summary in "
+              f"{summary_file}", flush=True)
+        return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
     python main/train.py --model=nextitnet --tables=runs/ml1m/tables --checkpoint_dir=runs/nin
     tensorboard --logdir runs/sumn
 
-Re-running resumes from the latest ``ckpt-<step>`` in ``--checkpoint_dir``.
+Re-running resumes from the latest ``ckpt-<step>`` in ``--checkpoint_dir`` that
+restores. One job at a time holds the folder (``util/folder_lock.py``).
 """
 
 import os
@@ -24,11 +25,22 @@ from model.training.optimizer import build_optimizer
 from model.training.training_log import TrainingLog
 from util.cli import run_cli
 from util.distribution import describe_strategy, is_chief, make_strategy, split_cpu
+from util.folder_lock import FolderLock
+from util.output_folder import check_writable
 from util.run_config import write_run_config
 
 
 def main(argv=None):
     flags = parse_training_flags(argv)
+    # Only the chief writes the run folder (the other workers save into private folders).
+    chief = is_chief()
+    if chief:
+        check_writable(flags.checkpoint_dir, "--checkpoint_dir")
+    with FolderLock(flags.checkpoint_dir, "--checkpoint_dir", enabled=chief):
+        return _train(flags, chief)
+
+
+def _train(flags, chief):
     split_cpu(flags.cpu_replicas)
     family = registry.get_family(flags.model)
     if not flags.tables:
@@ -39,7 +51,7 @@ def main(argv=None):
 
     prepare_checkpoint_dir(flags.checkpoint_dir, run_config, flags.overwrite,
                            registry.architecture_changes)
-    if is_chief():
+    if chief:
         write_run_config(flags.checkpoint_dir, run_config)
 
     keras.utils.set_random_seed(flags.seed)
@@ -73,7 +85,8 @@ def main(argv=None):
     dataset = strategy.distribute_datasets_from_function(
         lambda context: data.reader(flags.seed + int(step.numpy()), context))
     trainer = family.make_pretrainer(model, optimizer, strategy, flags)
-    log = TrainingLog(flags.checkpoint_dir, flags.batch_size, flags.log_every, int(step.numpy()))
+    log = TrainingLog(flags.checkpoint_dir, flags.batch_size, flags.log_every, int(step.numpy()),
+                      flags.max_steps, flags.progress_seconds)
     result = train_until(trainer, dataset, checkpoints, log, step, flags.max_steps,
                          flags.snapshot, flags.learning_rate)
     log.close()

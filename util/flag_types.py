@@ -1,6 +1,7 @@
 """argparse types shared by the entry points: each rejects a bad value with a message naming it."""
 
 import argparse
+import math
 
 
 def positive_int(text):
@@ -17,15 +18,31 @@ def non_negative_int(text):
     return value
 
 
+# The largest float32: models compute in float32, where a bigger flag value is infinite.
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def finite_float(text):
+    """A float that is a number: argparse's ``type=float`` also accepts nan, inf and -inf."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text}") from None
+    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number (at most 3.4e38 in size, float32's range), got {text}")
+    return value
+
+
 def non_negative_float(text):
-    value = float(text)
+    value = finite_float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
 def probability(text):
-    value = float(text)
+    value = finite_float(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value

@@ -64,7 +64,8 @@ def finetune_flag_parser():
     run.add_argument("--output_dir", default="",
                      help="where the task is written; empty: runs/finetune/<task>-<method>")
     run.add_argument("--overwrite", action="store_true",
-                     help="replace an existing --output_dir")
+                     help="replace an existing --output_dir (only a task folder main/finetune.py "
+                          "wrote, holding nothing else, is replaced)")
     add_strategy_flag(run)
     return parser
 

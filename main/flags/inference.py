@@ -6,7 +6,7 @@ from contracts.run_folder import RUN_CONFIG_FILE
 from data_dumper.user_vector_writer import OUTPUT_FORMATS, PARQUET
 from main.flags.common import add_history_limit_flags
 from main.flags.pretraining import DEFAULT_CHECKPOINT_DIR
-from util.flag_types import positive_int
+from util.flag_types import non_negative_float, positive_int
 
 PROJECTOR_SUBDIR = "projector"
 
@@ -58,7 +58,7 @@ def inference_flag_parser():
                              f"<outputs>/{PROJECTOR_SUBDIR} (default: off)")
     output.add_argument("--projector_sample", type=positive_int, default=2000,
                         help="users in the projector sample (default: 2000)")
-    output.add_argument("--progress_seconds", type=float, default=5.0,
+    output.add_argument("--progress_seconds", type=non_negative_float, default=5.0,
                         help="seconds between progress lines within a shard (default: 5)")
 
     distribution = parser.add_argument_group("distribution")

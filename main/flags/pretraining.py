@@ -10,9 +10,11 @@ import argparse
 from main.flags.common import add_history_limit_flags, add_optimisation_flags, add_strategy_flag
 from model import registry
 from model.sumn.pooling import POOLING_STRATEGIES
+from model.training.training_log import DEFAULT_PROGRESS_SECONDS
 from util.flag_types import (
     boolean,
     layer_widths,
+    non_negative_float,
     non_negative_int,
     positive_int,
     positive_int_list,
@@ -115,8 +117,13 @@ def training_flag_parser():
                           "(a ckpt-<step> prefix or a run folder: its latest)")
     run.add_argument("--log_every", type=positive_int, default=100,
                      help="print a progress line and write TensorBoard scalars every N steps")
+    run.add_argument("--progress_seconds", type=non_negative_float,
+                     default=DEFAULT_PROGRESS_SECONDS,
+                     help="also print a progress line (steps/s, time left) when this many seconds "
+                          "have passed since the last one, whatever --log_every says")
     run.add_argument("--overwrite", action="store_true",
-                     help="delete an existing --checkpoint_dir and start afresh")
+                     help="delete an existing --checkpoint_dir and start afresh (only a folder "
+                          "main/train.py wrote, holding nothing else, is deleted)")
     add_strategy_flag(run)
     run.add_argument("--cpu_replicas", type=non_negative_int, default=0,
                      help="split the CPU into N logical devices for --strategy=mirrored "

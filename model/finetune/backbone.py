@@ -11,6 +11,7 @@ auto-names the task encoder's layers get, never the order of its backbone.
 import tensorflow as tf
 
 from model import registry
+from model.checkpoint_integrity import READ_ERRORS, damage, non_finite_variables
 from util.errors import UserInputError
 
 
@@ -27,17 +28,27 @@ def restore_backbone(encoder, checkpoint_prefix, arch_config):
         The number of variables copied.
 
     Raises:
-        UserInputError: the checkpoint does not hold this architecture.
+        UserInputError: a file of the checkpoint is damaged (the message names
+            it), the checkpoint does not hold this architecture, or it holds
+            non-finite weights.
     """
     family = registry.family_of(arch_config)
     pretrained = family.build(family.config_from(arch_config))
-    status = tf.train.Checkpoint(model=pretrained).read(checkpoint_prefix)
     try:
+        status = tf.train.Checkpoint(model=pretrained).read(checkpoint_prefix)
         status.assert_existing_objects_matched()
-    except AssertionError as error:
+    except (AssertionError, *READ_ERRORS) as error:
+        why = damage(checkpoint_prefix)
+        if why:
+            raise UserInputError(f"checkpoint {checkpoint_prefix} cannot be read: {why}") from None
         raise UserInputError(
             f"checkpoint {checkpoint_prefix} does not hold the model its model_arch.json "
             f"describes ({str(error).splitlines()[0]})") from None
+    bad = non_finite_variables(pretrained.weights)
+    if bad:
+        raise UserInputError(
+            f"checkpoint {checkpoint_prefix} holds non-finite weights ({', '.join(bad[:3])}); "
+            f"pass --pretrained_step of a checkpoint saved before the run diverged")
     source = pretrained.encoder.backbone_variables()
     target = encoder.backbone_variables()
     if len(source) != len(target):

@@ -17,6 +17,7 @@ the tests simulate a writer that crashes mid-shard.
 """
 
 import dataclasses
+import datetime
 import os
 import time
 
@@ -149,20 +150,38 @@ class UserSample:
 
 
 class Progress:
-    """Prints records/s every ``every_seconds`` within a shard, and a line per shard."""
+    """Prints users/s and the time left every ``every_seconds`` within a shard, and a line per shard.
 
-    def __init__(self, total_shards, every_seconds=5.0, log=print):
-        self.total_shards = total_shards
+    The time left is estimated from the share of the slice's users encoded
+    when ``rows_of(input_path)`` tells each shard's users (Parquet footers do,
+    for free), else from the share of shards done.
+    """
+
+    def __init__(self, jobs, every_seconds=5.0, log=print, rows_of=None):
+        self.total_shards = len(jobs)
         self.every_seconds = every_seconds
         self.log = log
         self.started = time.perf_counter()
         self.users = 0
         self.done_shards = 0
+        rows = [rows_of(job.input_path) if rows_of else None for job in jobs]
+        self.total_users = sum(rows) if rows and None not in rows else None
 
     def start_shard(self, job):
         self.shard_started = self.last_report = time.perf_counter()
         self.shard_users = 0
         self.job = job
+
+    def _eta(self, now):
+        elapsed = now - self.started
+        if self.total_users:
+            done = self.users / self.total_users
+        else:
+            done = self.done_shards / max(self.total_shards, 1)
+        if done <= 0:
+            return "?"
+        seconds = max(elapsed / done - elapsed, 0.0)
+        return str(datetime.timedelta(seconds=int(round(seconds))))
 
     def update(self, users):
         self.shard_users += users
@@ -171,15 +190,18 @@ class Progress:
         if now - self.last_report >= self.every_seconds:
             self.last_report = now
             rate = self.shard_users / max(now - self.shard_started, 1e-9)
+            of_total = f" of {self.total_users:,}" if self.total_users else ""
             self.log(f"  {os.path.basename(self.job.input_path)}: {self.shard_users:,} users, "
-                     f"{rate:,.0f} users/s")
+                     f"{rate:,.0f} users/s; {self.users:,}{of_total} users in "
+                     f"{self.done_shards}/{self.total_shards} shards done, ETA {self._eta(now)}")
 
     def end_shard(self):
         self.done_shards += 1
-        seconds = time.perf_counter() - self.shard_started
+        now = time.perf_counter()
+        seconds = now - self.shard_started
         self.log(f"[{self.done_shards}/{self.total_shards}] wrote {self.job.output_path}: "
                  f"{self.shard_users:,} users in {seconds:.1f} s "
-                 f"({self.shard_users / max(seconds, 1e-9):,.0f} users/s)")
+                 f"({self.shard_users / max(seconds, 1e-9):,.0f} users/s), ETA {self._eta(now)}")
 
     @property
     def seconds(self):
@@ -187,11 +209,23 @@ class Progress:
 
 
 def encode_shard(encoder, dataset, writer, progress=None, sample=None):
-    """Encodes every batch of ``dataset`` into ``writer``, in the input order; returns the number of users."""
+    """Encodes every batch of ``dataset`` into ``writer``, in the input order; returns the number of users.
+
+    Raises:
+        UserInputError: a vector holds a nan or an infinity. Nothing of the
+            shard is written then: the writer removes its temporary files.
+    """
     users = 0
     for batch in dataset:
-        vectors = encoder(batch[schema.HISTORY])
+        vectors = np.asarray(encoder(batch[schema.HISTORY]))
         ids = batch[schema.ID].numpy()
+        if not np.isfinite(vectors).all():
+            row = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+            user = ids[row].decode("utf-8", "replace") if isinstance(ids[row], bytes) else ids[row]
+            raise UserInputError(
+                f"the encoder gives user {user} (row {users + row} of the shard) a non-finite "
+                f"vector, so nothing of this shard was written; the checkpoint's weights "
+                f"overflow on this input")
         lengths = batch[schema.HISTORY_LENGTH].numpy()
         writer.write(ids, vectors, lengths)
         if sample is not None:
@@ -203,7 +237,7 @@ def encode_shard(encoder, dataset, writer, progress=None, sample=None):
 
 
 def encode_shards(jobs, encoder, dataset_for, vector_format, *, sample=None, progress_seconds=5.0,
-                  log=print):
+                  log=print, rows_of=None):
     """Encodes the shards of ``jobs`` whose outputs are not complete yet.
 
     Args:
@@ -215,6 +249,8 @@ def encode_shards(jobs, encoder, dataset_for, vector_format, *, sample=None, pro
             shards are read back for it), or None.
         progress_seconds: seconds between progress lines within a shard.
         log: where progress lines go.
+        rows_of: input shard path -> its number of users, or None where
+            unknown (for the time left); None: estimate from shards.
 
     Returns:
         A list with, per job, a dict: input, output, users, skipped.
@@ -234,12 +270,15 @@ def encode_shards(jobs, encoder, dataset_for, vector_format, *, sample=None, pro
             users = vector_format.count_rows(job.output_path)
         results[job] = {"input": job.input_path, "output": job.output_path, "users": int(users),
                         "skipped": True}
-    progress = Progress(len(pending), progress_seconds, log)
+    progress = Progress(pending, progress_seconds, log, rows_of)
     for job in pending:
         vector_format.remove_temporaries(job.output_path)  # left by a killed job
         progress.start_shard(job)
-        with vector_format.open(job.output_path, encoder.dim) as writer:
-            users = encode_shard(encoder, dataset_for(job.input_path), writer, progress, sample)
+        try:
+            with vector_format.open(job.output_path, encoder.dim) as writer:
+                users = encode_shard(encoder, dataset_for(job.input_path), writer, progress, sample)
+        except UserInputError as error:
+            raise UserInputError(f"{job.input_path}: {error}") from None
         progress.end_shard()
         results[job] = {"input": job.input_path, "output": job.output_path, "users": int(users),
                         "skipped": False}

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from contracts.run_folder import CHECKPOINT_NAME, RUN_CONFIG_FILE, checkpoint_path, checkpoint_steps
 from model import registry
+from model.checkpoint_integrity import READ_ERRORS, damage, non_finite_variables
 from util.errors import UserInputError
 
 _MAX_LISTED_STEPS = 20
@@ -118,8 +119,9 @@ def restore_model(run_config, prefix, config_dir=None):
         config_dir: the folder of model_arch.json, for messages.
 
     Raises:
-        UserInputError: model_arch.json lacks an architecture key, or the
-            checkpoint does not hold every model variable with its shape.
+        UserInputError: model_arch.json lacks an architecture key, a file of
+            the checkpoint is damaged (named), the checkpoint does not hold
+            every model variable with its shape, or a weight is nan or infinite.
     """
     where = os.path.join(config_dir, RUN_CONFIG_FILE) if config_dir else RUN_CONFIG_FILE
     model = build_run_model(run_config, config_dir)
@@ -129,11 +131,20 @@ def restore_model(run_config, prefix, config_dir=None):
             status = checkpoint.read(prefix)
             status.expect_partial()  # the optimizer and the step are not needed
             status.assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as error:
+        except (AssertionError, *READ_ERRORS) as error:
+            why = damage(prefix)
+            if why:
+                raise UserInputError(f"checkpoint {prefix} cannot be read: {why}; pass --step "
+                                     f"of another checkpoint") from None
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise UserInputError(
                 f"checkpoint {prefix} does not match the model described by {where} "
                 f"({first_line[:300]})") from None
         finally:
             del checkpoint
+    bad = non_finite_variables(model.weights)
+    if bad:
+        raise UserInputError(
+            f"checkpoint {prefix} holds non-finite weights ({', '.join(bad[:3])}), so its user "
+            f"vectors would be too; pass --step of a checkpoint saved before its run diverged")
     return model

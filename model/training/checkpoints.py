@@ -5,17 +5,72 @@ updates its ``checkpoint`` index last, so a run killed at any moment (even by
 SIGKILL) resumes from its last complete checkpoint.
 """
 
+import contextlib
+import logging
 import os
 import shutil
+import sys
 import tempfile
 
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from contracts.run_folder import CHECKPOINT_NAME, checkpoint_steps
+from contracts.run_folder import (
+    CHECKPOINT_NAME,
+    CHECKPOINT_STATE_FILE,
+    TRAINING_RUN,
+    checkpoint_path,
+    checkpoint_steps,
+    unfinished_checkpoint_folders,
+)
+from model.checkpoint_integrity import READ_ERRORS, damage, non_finite_variables
 from util.distribution import is_chief, worker_role
 from util.errors import UserInputError
+from util.output_folder import remove_for_overwrite
 from util.run_config import read_run_config
+
+
+def _note(line):
+    print(f"note: {line}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow_warnings():
+    # TensorFlow logs a warning for an unparsable state file and then ignores it;
+    # the run says what it does about it in one line of its own.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def recorded_step(checkpoint_dir):
+    """The step the ``checkpoint`` state file names as the latest: (step or None, problem or None).
+
+    ``problem`` says why a state file that exists cannot be used (unparsable,
+    or naming a checkpoint that is gone).
+    """
+    state_file = os.path.join(checkpoint_dir, CHECKPOINT_STATE_FILE)
+    if not os.path.exists(state_file):
+        return None, None
+    with _quiet_tensorflow_warnings():
+        try:
+            state = tf.train.get_checkpoint_state(checkpoint_dir)
+        except (tf.errors.OpError, ValueError) as error:
+            return None, f"it cannot be read ({str(error).splitlines()[0][:120]})"
+    if state is None or not state.model_checkpoint_path:
+        return None, "it is not a checkpoint state file TensorFlow can parse"
+    name = os.path.basename(state.model_checkpoint_path)
+    prefix = f"{CHECKPOINT_NAME}-"
+    if not name.startswith(prefix) or not name[len(prefix):].isdigit():
+        return None, f"it names {name}, which is not a {CHECKPOINT_NAME}-<step> of this run"
+    step = int(name[len(prefix):])
+    if step not in checkpoint_steps(checkpoint_dir):
+        return None, f"it names {name}, whose .index file is missing"
+    return step, None
 
 # Layer object graphs are shallow; the bound keeps shared objects from being walked forever.
 _MAX_OBJECT_DEPTH = 12
@@ -25,14 +80,21 @@ def prepare_checkpoint_dir(checkpoint_dir, run_config, overwrite, architecture_c
     """Makes ``checkpoint_dir`` ready: emptied with ``overwrite``, else checked for resuming.
 
     ``architecture_changes(previous, current)`` lists the architecture keys
-    whose values differ (``model.registry.architecture_changes``).
+    whose values differ (``model.registry.architecture_changes``). Folders
+    ``ckpt-<step>_temp`` that a save killed midway left behind are removed.
 
     Raises:
-        UserInputError: the folder holds a run whose architecture flags differ
-            from ``run_config`` (resuming it would fail or silently mix models).
+        UserInputError: ``overwrite`` and the folder holds anything main/train.py
+            did not write (``contracts.run_folder.TRAINING_RUN``), or the folder
+            holds a run whose architecture flags differ from ``run_config``
+            (resuming it would fail or silently mix models).
     """
-    if overwrite and os.path.exists(checkpoint_dir) and is_chief():
-        shutil.rmtree(checkpoint_dir)
+    if is_chief():
+        if overwrite:
+            remove_for_overwrite(checkpoint_dir, TRAINING_RUN, "--checkpoint_dir")
+        for unfinished in unfinished_checkpoint_folders(checkpoint_dir):
+            shutil.rmtree(unfinished)
+            _note(f"removed {unfinished}, left by a checkpoint save that was killed")
     os.makedirs(checkpoint_dir, exist_ok=True)
     previous = read_run_config(checkpoint_dir)
     if previous is None or not checkpoint_steps(checkpoint_dir):
@@ -56,6 +118,7 @@ class RunCheckpoints:
     def __init__(self, checkpoint_dir, model, optimizer, step, keep):
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+        self._variables = list(model.weights) + list(optimizer.variables)
         self._chief = is_chief()
         if self._chief:
             directory = checkpoint_dir
@@ -63,22 +126,62 @@ class RunCheckpoints:
             task_type, task_id, _ = worker_role()
             directory = tempfile.mkdtemp(prefix=f"ckpt-{task_type}-{task_id}-")
         self._directory = directory
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, directory, max_to_keep=keep, checkpoint_name=CHECKPOINT_NAME)
+        with _quiet_tensorflow_warnings():  # restore_latest reports a damaged state file
+            self.manager = tf.train.CheckpointManager(
+                self.checkpoint, directory, max_to_keep=keep, checkpoint_name=CHECKPOINT_NAME)
 
-    def restore_latest(self):
-        """Restores the latest checkpoint of the run folder; returns its path or None."""
-        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+    def restore_latest(self, log=_note):
+        """Restores the newest checkpoint of the run folder that reads back whole; returns its path or None.
+
+        The ``checkpoint`` state file names the latest checkpoint; where it is
+        damaged, the ``ckpt-<step>.index`` files are listed instead. A
+        checkpoint whose files are damaged (a truncated data file) is skipped
+        for the one before it, and ``log`` says so.
+
+        Raises:
+            UserInputError: the newest readable checkpoint does not match the
+                model (another architecture), or checkpoints exist but none reads.
+        """
+        steps = checkpoint_steps(self.checkpoint_dir)
+        latest, problem = recorded_step(self.checkpoint_dir)
+        if problem:
+            log(f"the checkpoint state file {os.path.join(self.checkpoint_dir, CHECKPOINT_STATE_FILE)} "
+                f"is unusable ({problem}); looking for {CHECKPOINT_NAME}-<step>.index files instead")
+        if latest is None:
+            latest = steps[-1] if steps else None
         if latest is None:
             return None
-        try:
-            # Strict: every variable of the model and optimizer must come back.
-            self.checkpoint.restore(latest).assert_consumed()
-        except AssertionError as error:
-            raise UserInputError(
-                f"checkpoint {latest} does not match this model ({str(error).splitlines()[0]}); "
-                f"pass --overwrite to start afresh") from None
-        return latest
+        # Checkpoints after the recorded one were written by a save killed before it
+        # updated the state file; the recorded one is where training stood.
+        candidates = [step for step in reversed(steps) if step <= latest]
+        skipped = []
+        for step in candidates:
+            prefix = checkpoint_path(self.checkpoint_dir, step)
+            try:
+                # Strict: every variable of the model and optimizer must come back.
+                self.checkpoint.restore(prefix).assert_consumed()
+            except (AssertionError, *READ_ERRORS) as error:
+                why = damage(prefix)
+                if why is None:
+                    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                    raise UserInputError(
+                        f"checkpoint {prefix} does not match this model ({first_line[:200]}); "
+                        f"pass --overwrite to start afresh") from None
+                log(f"checkpoint {prefix} cannot be restored: {why}")
+                skipped.append(step)
+                continue
+            if skipped:
+                log(f"resuming from {prefix}, the newest checkpoint that restores "
+                    f"(skipped damaged {', '.join(f'{CHECKPOINT_NAME}-{s}' for s in skipped)})")
+            return prefix
+        raise UserInputError(
+            f"--checkpoint_dir {self.checkpoint_dir}: none of its checkpoints can be restored "
+            f"({', '.join(f'{CHECKPOINT_NAME}-{s}' for s in skipped)} are damaged); pass "
+            f"--overwrite to start afresh")
+
+    def non_finite_variables(self):
+        """Paths of the model's and the optimizer's variables holding a nan or an infinity."""
+        return non_finite_variables(self._variables)
 
     def save(self, step):
         """Writes ``ckpt-<step>`` (all workers call this)."""
@@ -91,10 +194,12 @@ class RunCheckpoints:
 def resolve_checkpoint(path, flag):
     """A checkpoint prefix from a prefix or a run folder (its latest)."""
     if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is None:
+        # The state file's latest, else the newest .index file (a damaged state file).
+        latest, _ = recorded_step(path)
+        steps = checkpoint_steps(path)
+        if latest is None and not steps:
             raise UserInputError(f"{flag}: folder {path} holds no checkpoint")
-        return latest
+        return checkpoint_path(path, latest if latest is not None else steps[-1])
     if not os.path.exists(path + ".index"):
         raise UserInputError(f"{flag}: no checkpoint {path} (expected {path}.index)")
     return path
@@ -116,6 +221,9 @@ def warm_start(model_parts, init_checkpoint):
         (restored, skipped): lists of variable paths.
     """
     prefix = resolve_checkpoint(init_checkpoint, "--init_checkpoint")
+    why = damage(prefix)
+    if why:
+        raise UserInputError(f"--init_checkpoint: checkpoint {prefix} cannot be read: {why}")
     reader = tf.train.load_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()
     keys = _checkpoint_keys_by_object_path(reader)
