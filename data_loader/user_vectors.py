@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from contracts import vector_tsv
 from contracts.schema import ID
 from util.errors import UserInputError
 
@@ -86,11 +87,10 @@ def read_user_vectors(source, separator="\t"):
     elif file_format == TFRECORD:
         parts = [_read_tfrecord_file(path) for path in files]
     else:
-        separator = "\t" if separator in ("\\t", "tab") else separator
-        if not separator or "," in separator:
-            raise UserInputError(
-                f"--separator={separator!r} cannot split tsv vector lines: the numbers are comma-joined."
-            )
+        separator = vector_tsv.parse_separator(separator)
+        problem = vector_tsv.separator_problem(separator)
+        if problem:
+            raise UserInputError(f"--separator={separator!r} cannot split tsv vector lines: {problem}.")
         parts = [_read_tsv_file(path, separator) for path in files]
 
     first_path, (_, first_vectors) = files[0], parts[0]

@@ -52,7 +52,7 @@ def parse_flags(argv):
                              "randomly initialised encoder; repeatable (default: none).")
     parser.add_argument("--separator", default="\t",
                         help="field separator of .tsv vector lines (id, comma-joined vector, length), as "
-                             "main/inference.py wrote them; '\\t' means a tab (default: a tab).")
+                             "main/inference.py wrote them; '\\t' or 'tab' means a tab (default: a tab).")
     parser.add_argument("--labels", required=True,
                         help="label table: .parquet/.csv/.tsv with a user id column and one column per "
                              "label, or a MovieLens users.dat (ML-1M) / u.user (ML-100k); required.")

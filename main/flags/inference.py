@@ -50,7 +50,9 @@ def inference_flag_parser():
                              "tfrecord (Examples), npy (+ .ids.txt, .lengths.txt) or tsv (SUMN's "
                              "id<separator>v1,...,vd<separator>length lines) (default: parquet)")
     output.add_argument("--separator", default="\t",
-                        help="tsv field separator; '\\t' means a tab (default: a tab)")
+                        help="tsv field separator; '\\t' or 'tab' means a tab; no digit, '.', ',', "
+                             "'+', '-', 'e' or letter of nan/inf, which occur in the numbers "
+                             "(default: a tab)")
     output.add_argument("--overwrite", action="store_true",
                         help="redo shards that are already complete (default: skip them)")
     output.add_argument("--projector", action="store_true",
