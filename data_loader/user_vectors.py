@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from contracts import vector_tsv
 from contracts.schema import ID
 from util.errors import UserInputError
+from util.quiet_tensorflow import import_tensorflow
 
 EMBEDDING = "embedding"
 LENGTH = "length"
@@ -267,7 +268,8 @@ def _read_tsv_file(path, separator):
 
 
 def _read_tfrecord_file(path):
-    import tensorflow as tf  # only this layout needs it, and it is slow to import
+    # Only this layout needs TensorFlow (a slow import, quietened: util/quiet_tensorflow.py).
+    tf = import_tensorflow()
 
     spec = {ID: tf.io.FixedLenFeature([], tf.string), EMBEDDING: tf.io.RaggedFeature(tf.float32)}
     ids, values, row_lengths = [], [], []

@@ -14,7 +14,10 @@ from ``--method`` (``model/methods``), the task from ``--task`` (``model/tasks``
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from util.quiet_tensorflow import import_tensorflow
+
+# First, before anything loads TensorFlow: its start-up noise is held back.
+import_tensorflow()
 
 import json
 
