@@ -7,7 +7,7 @@ passes ``--dropout``, which its parser ignored, so here it is an alias of
 
 import argparse
 
-from main.flags.common import add_history_limit_flags, add_optimisation_flags, add_strategy_flag
+from main.flags.common import FlagHelpFormatter, add_history_limit_flags, add_optimisation_flags, add_strategy_flag
 from model import registry
 from model.sumn.pooling import POOLING_STRATEGIES
 from util.flag_types import (
@@ -35,7 +35,7 @@ def training_flag_parser():
                     "consistency objective, or a NextItNet/GRec item-sequence backbone for "
                     "PeterRec fine-tuning (--model). Resumes from the latest checkpoint in "
                     "--checkpoint_dir.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=FlagHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("--tables", default="",
                       help="training table: a folder from main/build_tables.py, a glob, or "
