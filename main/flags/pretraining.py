@@ -75,8 +75,12 @@ def training_flag_parser():
                        help="hops of mhop/gruhop pooling (max and mean have one)")
     model.add_argument("--mlp_layers", type=layer_widths, default=(512,),
                        help="hidden widths of the consistency decoder, comma-separated")
-    model.add_argument("--dropout_rate", "--dropout", dest="dropout_rate", type=probability,
-                       default=0.1, help="dropout before each decoder layer")
+    model.add_argument("--dropout_rate", type=probability, default=0.1,
+                       help="dropout before each decoder layer; --dropout is the same flag")
+    # SUMN's spelling, declared apart (and hidden) so that an error names the
+    # flag the user typed rather than "--dropout_rate/--dropout".
+    model.add_argument("--dropout", dest="dropout_rate", type=probability,
+                       default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     sequence = parser.add_argument_group(
         "item-sequence models (--model=nextitnet|grec; --model_dim is their channel width)")
