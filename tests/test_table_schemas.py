@@ -171,3 +171,16 @@ def test_value_beyond_int32_names_file_column_and_row(tmp_path):
     with pytest.raises(UserInputError, match=r"column history, row 1: value 1099511627776 does not "
                                              r"fit in int32"):
         validate_table(table, with_target=False)
+
+
+def test_bag_of_words_of_other_writers_matches_ours(tmp_path):
+    from data_loader.bag_of_words import read_bag_of_words
+
+    users = _sumn_users(12, seed=6)
+    bags = {}
+    for name, writers in (("ours", ["ours"] * 3), ("theirs", WRITERS[1:])):
+        folder = str(tmp_path / name)
+        _write_table(folder, schema.INFERENCE_SUBDIR, users, schema.INFERENCE_SCHEMA, writers)
+        bags[name] = read_bag_of_words(folder)
+    assert bags["theirs"].ids.tolist() == bags["ours"].ids.tolist()
+    assert (bags["theirs"].counts != bags["ours"].counts).nnz == 0
