@@ -17,25 +17,31 @@ Item indices (one index shared by pretraining and every downstream task): 0 is
 ``<pad>``, 1 is ``<mask>`` (GRec's masked positions), 2 is ``<cls>`` (the
 fine-tuning summary position); real items start at 3, the most frequent first.
 
-Training table row (one user):
-  id              string                    the user id
+Training table row (one user; no value is null):
+  id              string                    the user id, unique in the table
   history         list<list<int32>>         behaviours oldest -> newest, each a list of
                                             word ids (no zeros inside)
   history_length  int32                     number of behaviours in ``history``
-  target_words    list<int32>               distinct word ids of the target window,
-                                            most frequent first
-  target_counts   list<int32>               occurrences of each target word (>= 1)
+  target_words    list<int32>               distinct word ids of the target window
+                                            (at least one, no padding), most frequent first
+  target_counts   list<int32>               occurrences of each target word (>= 1, one
+                                            per target word, so non-increasing)
 
 Inference table row: ``id``, ``history``, ``history_length`` (no target columns).
 
-Sequence table row (one user with at least one history behaviour):
-  id              string                    the user id
-  items           list<int32>               item indices of the history window (the
-                                            training table's split), oldest -> newest,
-                                            the most recent ``--max_items_per_user``
+Sequence table row (one user with at least one history behaviour; no value is null):
+  id              string                    the user id, unique in the table
+  items           list<int32>               real item indices (>= FIRST_ITEM_ID) of the
+                                            history window (the training table's split),
+                                            oldest -> newest, the most recent
+                                            ``--max_items_per_user``
   items_length    int32                     number of items in ``items`` (>= 1)
-  target_items    list<int32>               item indices of the target window, in order
-                                            (may be empty)
+  target_items    list<int32>               real item indices of the target window, in
+                                            order (may be empty)
+
+Any Parquet writer's spelling of these types reads the same (nullable or
+non-nullable fields and list items, items named ``element``, int64 for int32,
+large lists and strings): see data_loader/table_schema.py.
 
 TFRecord shards hold one ``tf.train.Example`` per row with the same data,
 flattened because Example features cannot nest:

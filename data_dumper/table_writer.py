@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from contracts import schema
 from util.atomic import atomic_path
+from util.quiet_tensorflow import import_tensorflow
 
 # Rows per Arrow batch taken from DuckDB (and per Parquet row group).
 BATCH_ROWS = 4096
@@ -67,7 +68,8 @@ def _offsets(lengths):
 
 
 def _write_tfrecord(batches, path, table_schema):
-    import tensorflow as tf  # Only TFRecord output needs TensorFlow (a slow import).
+    # Only this layout needs TensorFlow (a slow import, quietened: util/quiet_tensorflow.py).
+    tf = import_tensorflow()
 
     examples = _sequence_examples if schema.ITEMS in table_schema.names else _behaviour_examples
     with tf.io.TFRecordWriter(path) as writer:

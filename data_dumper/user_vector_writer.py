@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from contracts import vector_tsv
 from contracts.schema import ID
 from util.atomic import temporary_path_for
 from util.errors import UserInputError
@@ -415,18 +416,18 @@ class VectorFormat:
 def vector_format(name, separator="\t"):
     """The ``VectorFormat`` named by ``--output_format`` (and ``--separator`` for tsv).
 
-    ``--separator`` may be written as the two characters ``\\t`` for a tab.
+    ``--separator`` may be written as the two characters ``\\t`` (or ``tab``) for a tab.
 
     Raises:
         UserInputError: an unknown format, or a separator that would make the
-            tsv lines ambiguous (empty, a comma, a line break).
+            tsv lines ambiguous (contracts.vector_tsv.separator_problem).
     """
     if name not in OUTPUT_FORMATS:
         raise UserInputError(
             f"--output_format={name!r} is not an output format; use one of: {', '.join(OUTPUT_FORMATS)}")
-    separator = "\t" if separator in ("\\t", "tab") else separator
-    if name == TSV and (not separator or "," in separator or "\n" in separator or "\r" in separator):
+    separator = vector_tsv.parse_separator(separator)
+    problem = vector_tsv.separator_problem(separator) if name == TSV else None
+    if problem:
         raise UserInputError(
-            f"--separator={separator!r} cannot separate the fields of a tsv line: it must be non-empty "
-            f"and hold no comma (the vector's numbers are comma-joined) and no line break")
+            f"--separator={separator!r} cannot separate the fields of a tsv line: {problem}")
     return VectorFormat(name, separator)

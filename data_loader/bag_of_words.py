@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import scipy.sparse
 
-from contracts.schema import FIRST_WORD_ID, HISTORY, ID, INFERENCE_SUBDIR, VOCABULARY_FILE
+from contracts.schema import FIRST_WORD_ID, HISTORY, ID, INFERENCE_SCHEMA, INFERENCE_SUBDIR, VOCABULARY_FILE
+from data_loader.table_schema import check_readable_columns, conform, select
 from util.errors import UserInputError
 
 
@@ -115,14 +116,14 @@ def _read_shard(path):
     for column in (ID, HISTORY):
         if column not in schema.names:
             raise UserInputError(f"table shard {path} has no column '{column}' (it has: {', '.join(schema.names)}).")
+    # Any writer's spelling of the history's type (data_loader/table_schema.py);
+    # ids of any type are read as text below.
+    expected = select(INFERENCE_SCHEMA, [HISTORY])
+    check_readable_columns(path, schema, expected)
     table = pq.read_table(path, columns=[ID, HISTORY])
     if table.column(ID).null_count:
         raise UserInputError(f"table shard {path}: column '{ID}' has null ids.")
-    history = table.column(HISTORY).combine_chunks()
-    if not (pa.types.is_list(history.type) and pa.types.is_list(history.type.value_type)):
-        raise UserInputError(
-            f"table shard {path}: column '{HISTORY}' has type {history.type}, expected list<list<int32>>."
-        )
+    history = conform(path, table, expected).column(HISTORY).combine_chunks()
     ids = table.column(ID).cast(pa.string()).to_numpy().astype(str)
     behaviours = history.flatten()  # [num_behaviours] lists of word ids
     words = behaviours.flatten()

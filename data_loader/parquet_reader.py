@@ -19,6 +19,7 @@ from contracts import schema
 from data_loader.arrow_buffers import flat_values, row_splits, string_parts
 from data_loader.batch_format import cut_into_batches
 from data_loader.batch_format import finish_batch
+from data_loader.table_schema import conform, select
 from util.errors import UserInputError
 
 _READ_ROWS = 4096  # rows pyarrow decodes at a time; small enough to stay cache friendly
@@ -59,7 +60,13 @@ def _columns(with_target):
 
 
 def _record_tables(files, columns, options, rng):
-    """Yields arrow tables of records, file by file, forever when repeating."""
+    """Yields arrow tables of records, file by file, forever when repeating.
+
+    Each table has exactly the contract's schema of ``columns`` (see
+    data_loader.table_schema), so that tables of shards written by different
+    writers concatenate in the shuffle buffer.
+    """
+    expected = select(schema.TRAINING_SCHEMA, columns)
     while True:
         order = rng.permutation(len(files)) if options.shuffle else range(len(files))
         for index in order:
@@ -67,7 +74,7 @@ def _record_tables(files, columns, options, rng):
             try:
                 for record_batch in pq.ParquetFile(path).iter_batches(
                         batch_size=_READ_ROWS, columns=columns):
-                    yield pa.Table.from_batches([record_batch])
+                    yield pa.Table.from_batches([conform(path, record_batch, expected)])
             except (OSError, pa.ArrowException) as error:
                 raise UserInputError(f"cannot read Parquet file {path}: {error}") from None
         if not options.repeat:

@@ -30,6 +30,7 @@ import tensorflow as tf
 from contracts import schema
 from data_loader.arrow_buffers import flat_values, row_splits, string_parts
 from data_loader.dataset import shard_files
+from data_loader.table_schema import conform, select
 from util.errors import UserInputError
 
 # Users decoded per chunk: big enough that per-chunk TF ops are amortised,
@@ -75,6 +76,7 @@ def _tfrecord_chunks(path, with_target_items):
 @tf.autograph.experimental.do_not_convert
 def _parquet_chunks(path, with_target_items):
     columns = [schema.ID, schema.ITEMS] + ([schema.TARGET_ITEMS] if with_target_items else [])
+    expected = select(schema.SEQUENCE_SCHEMA, columns)
 
     def generate(path):
         path = path.decode("utf-8")
@@ -83,6 +85,7 @@ def _parquet_chunks(path, with_target_items):
                     batch_size=_PARQUET_CHUNK_ROWS, columns=columns):
                 if not batch.num_rows:
                     continue
+                batch = conform(path, batch, expected)
                 id_blob, id_offsets = string_parts(batch.column(schema.ID))
                 parts = (id_blob, id_offsets)
                 for column in columns[1:]:

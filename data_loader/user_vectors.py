@@ -29,8 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from contracts import vector_tsv
 from contracts.schema import ID
 from util.errors import UserInputError
+from util.quiet_tensorflow import import_tensorflow
 
 EMBEDDING = "embedding"
 LENGTH = "length"
@@ -86,11 +88,10 @@ def read_user_vectors(source, separator="\t"):
     elif file_format == TFRECORD:
         parts = [_read_tfrecord_file(path) for path in files]
     else:
-        separator = "\t" if separator in ("\\t", "tab") else separator
-        if not separator or "," in separator:
-            raise UserInputError(
-                f"--separator={separator!r} cannot split tsv vector lines: the numbers are comma-joined."
-            )
+        separator = vector_tsv.parse_separator(separator)
+        problem = vector_tsv.separator_problem(separator)
+        if problem:
+            raise UserInputError(f"--separator={separator!r} cannot split tsv vector lines: {problem}.")
         parts = [_read_tsv_file(path, separator) for path in files]
 
     first_path, (_, first_vectors) = files[0], parts[0]
@@ -267,7 +268,8 @@ def _read_tsv_file(path, separator):
 
 
 def _read_tfrecord_file(path):
-    import tensorflow as tf  # only this layout needs it, and it is slow to import
+    # Only this layout needs TensorFlow (a slow import, quietened: util/quiet_tensorflow.py).
+    tf = import_tensorflow()
 
     spec = {ID: tf.io.FixedLenFeature([], tf.string), EMBEDDING: tf.io.RaggedFeature(tf.float32)}
     ids, values, row_lengths = [], [], []

@@ -1,13 +1,21 @@
 """Checks a table before a long job reads it, so bad data fails in seconds, clearly.
 
-Every problem is a ``UserInputError`` naming the file and the column (and the
-row where it is known): an empty or truncated file, a missing column, a wrong
-type, a negative word id, a word id outside the vocabulary, an inconsistent
-``history_length``, an empty table. ``validate_sequence_table`` does the same
-for item-sequence tables: item indices outside the item index, special tokens
-(``<pad>``, ``<mask>``, ``<cls>``) where real items belong, an inconsistent
-``items_length``. Checks are vectorised (pyarrow compute, or one batched
-``tf.io.parse_example`` pass for TFRecord).
+Every rule ``contracts/schema.py`` states about a table is checked here, and
+every problem is a ``UserInputError`` naming the file and the column (and the
+row where it is known). ``validate_table`` (training and inference tables): an
+empty or truncated file, a missing column, a type that cannot be read as the
+contract's (see data_loader.table_schema), a null anywhere, an id seen twice,
+a user without behaviours, a negative word id, a word id outside the
+vocabulary, padding (word id 0) inside a behaviour, a ``history_length``
+other than the number of behaviours; for training tables no target words,
+repeated or padding target words, ``target_counts`` of another length, a
+count below 1, counts not in descending order (most frequent first); an empty
+table. ``validate_sequence_table`` does the same for item-sequence tables: an
+id seen twice, no history items, item indices outside the item index, special
+tokens (``<pad>``, ``<mask>``, ``<cls>``) where real items belong, an
+``items_length`` other than the number of items. Checks are vectorised
+(pyarrow compute and numpy, or one batched ``tf.io.parse_example`` pass for
+TFRecord): no Python runs per row.
 """
 
 import os
@@ -18,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from contracts import schema
+from data_loader.table_schema import check_readable_columns, conform
 from util.errors import UserInputError
 
 _TFRECORD_CHECK_BATCH = 1024
@@ -69,12 +78,25 @@ def _check_ids(path, column, values, row_of_value, vocabulary_size):
 
 
 def _check_no_nulls(path, table, fields):
-    """Raises naming the first null value of any of ``fields`` in the arrow ``table``."""
+    """Raises naming the first null of any of ``fields`` in the arrow ``table``, nested ones too.
+
+    Writers with nullable list items (Spark, pandas) can store a null inside a
+    list, e.g. a null word id inside a behaviour.
+    """
     for field in fields:
-        if table.column(field.name).null_count:
-            row = int(np.flatnonzero(
-                table.column(field.name).is_null().to_numpy(zero_copy_only=False))[0])
-            raise UserInputError(f"file {path}, column {field.name}, row {row}: value is missing (null)")
+        values = table.column(field.name).combine_chunks()
+        row_of_value = np.arange(len(values))
+        inside = "value"
+        while True:
+            if values.null_count:
+                first = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+                raise UserInputError(f"file {path}, column {field.name}, row "
+                                     f"{int(row_of_value[first])}: {inside} is missing (null)")
+            if not (pa.types.is_list(values.type) or pa.types.is_large_list(values.type)):
+                break
+            row_of_value = np.repeat(row_of_value, _lengths(values))
+            values = pc.list_flatten(values)
+            inside = "a value inside the list"
 
 
 def _check_stated_lengths(path, table, length_column, list_column, lengths, noun):
@@ -89,42 +111,20 @@ def _check_stated_lengths(path, table, length_column, list_column, lengths, noun
 
 
 def _parquet_rows(path, expected):
+    """The shard's ``expected`` columns as a single-chunk table of exactly the contract's schema."""
     _check_not_empty_file(path)
     try:
         parquet = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as error:
         raise UserInputError(f"file {path} is not a readable Parquet file: {error}") from None
-    actual = parquet.schema_arrow
-    for field in expected:
-        if field.name not in actual.names:
-            raise UserInputError(
-                f"file {path} has no column {field.name} (it has: {', '.join(actual.names)})")
-        found = actual.field(field.name).type
-        compatible = found == field.type or (
-            pa.types.is_integer(found) and pa.types.is_integer(field.type)) or (
-            _list_depth(found) == _list_depth(field.type) and _list_depth(found) > 0
-            and pa.types.is_integer(_leaf_type(found)))
-        if not compatible:
-            raise UserInputError(
-                f"file {path}, column {field.name}: expected type {field.type}, found {found}")
+    check_readable_columns(path, parquet.schema_arrow, expected)
     try:
-        return parquet.read(columns=expected.names)
+        table = parquet.read(columns=expected.names)
     except (OSError, pa.ArrowException) as error:
         raise UserInputError(f"file {path} is truncated or corrupt: {error}") from None
-
-
-def _list_depth(arrow_type):
-    depth = 0
-    while pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        arrow_type = arrow_type.value_type
-        depth += 1
-    return depth
-
-
-def _leaf_type(arrow_type):
-    while pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        arrow_type = arrow_type.value_type
-    return arrow_type
+    # Nulls first: the rows they are in are named before a cast could trip on them.
+    _check_no_nulls(path, table, expected)
+    return conform(path, table, expected).combine_chunks()
 
 
 def _row_of_each_value(list_array):
@@ -132,39 +132,117 @@ def _row_of_each_value(list_array):
     return np.repeat(np.arange(len(lengths)), lengths)
 
 
-def _validate_parquet_file(path, with_target, vocabulary_size):
-    expected = schema.TRAINING_SCHEMA if with_target else schema.INFERENCE_SCHEMA
-    table = _parquet_rows(path, expected).combine_chunks()
-    _check_no_nulls(path, table, expected)
-    history = table.column(schema.HISTORY).chunk(0) if table.num_rows else None
-    if history is None:
-        return 0
-    behaviours = pc.list_flatten(history)
-    words = pc.list_flatten(behaviours).to_numpy(zero_copy_only=False)
-    row_of_behaviour = _row_of_each_value(history)
-    row_of_word = row_of_behaviour[_row_of_each_value(behaviours)]
+def _lengths(list_array):
+    return pc.list_value_length(list_array).fill_null(0).to_numpy(zero_copy_only=False)
+
+
+def _values(list_array):
+    return pc.list_flatten(list_array).to_numpy(zero_copy_only=False)
+
+
+def _check_history(path, first_row, behaviours_per_row, words_per_behaviour, words,
+                   vocabulary_size):
+    """The rules of ``history``: behaviours, each of word ids in the vocabulary, no padding inside.
+
+    Args:
+        first_row: the table row of the first user in these arrays.
+        behaviours_per_row: [num_rows] behaviours of each user.
+        words_per_behaviour: [num_behaviours] words of each behaviour.
+        words: [num_words] every word id, in order.
+    """
+    row_of_behaviour = first_row + np.repeat(np.arange(len(behaviours_per_row)), behaviours_per_row)
+    row_of_word = np.repeat(row_of_behaviour, words_per_behaviour)
     _check_ids(path, schema.HISTORY, words, row_of_word, vocabulary_size)
-    lengths = pc.list_value_length(history).to_numpy(zero_copy_only=False)
-    _check_no_empty_rows(path, schema.HISTORY, lengths, 0, _EMPTY_HISTORY)
+    _raise_at_first(path, schema.HISTORY, words, row_of_word, words == schema.PAD_ID,
+                    lambda v: f"word id {v} is padding, which never appears inside a behaviour")
+    _check_no_empty_rows(path, schema.HISTORY, behaviours_per_row, first_row, _EMPTY_HISTORY)
+
+
+def _check_targets(path, first_row, words_per_row, words, counts_per_row, counts,
+                   vocabulary_size):
+    """The rules of ``target_words`` and ``target_counts`` (see contracts/schema.py).
+
+    At least one target word; distinct word ids in the vocabulary, not
+    padding; one count >= 1 per word; most frequent first.
+
+    Args:
+        words_per_row, counts_per_row: [num_rows] list lengths of the two columns.
+        words, counts: their flattened values.
+    """
+    row_of_word = first_row + np.repeat(np.arange(len(words_per_row)), words_per_row)
+    _check_ids(path, schema.TARGET_WORDS, words, row_of_word, vocabulary_size)
+    _raise_at_first(path, schema.TARGET_WORDS, words, row_of_word, words == schema.PAD_ID,
+                    lambda v: f"word id {v} is padding, not a target word")
+    _check_no_empty_rows(path, schema.TARGET_WORDS, words_per_row, first_row, _EMPTY_TARGET)
+    mismatch = np.flatnonzero(words_per_row != counts_per_row)
+    if mismatch.size:
+        raise UserInputError(
+            f"file {path}, column {schema.TARGET_COUNTS}, row {first_row + int(mismatch[0])}: has "
+            f"{int(counts_per_row[mismatch[0]])} counts for "
+            f"{int(words_per_row[mismatch[0]])} target words")
+    _raise_at_first(path, schema.TARGET_COUNTS, counts, row_of_word, counts < 1,
+                    lambda v: f"count {v} is below 1")
+    # Sorted by (row, word), a repeated word of a row sits next to itself.
+    order = np.lexsort((words, row_of_word))
+    repeated = np.zeros(len(words), dtype=bool)
+    repeated[order[1:]] = ((row_of_word[order[1:]] == row_of_word[order[:-1]])
+                           & (words[order[1:]] == words[order[:-1]]))
+    _raise_at_first(path, schema.TARGET_WORDS, words, row_of_word, repeated,
+                    lambda v: f"word id {v} appears more than once; target words are distinct")
+    rising = np.zeros(len(counts), dtype=bool)
+    rising[1:] = (row_of_word[1:] == row_of_word[:-1]) & (counts[1:] > counts[:-1])
+    _raise_at_first(path, schema.TARGET_COUNTS, counts, row_of_word, rising,
+                    lambda v: f"count {v} follows a smaller count; target words are ordered "
+                              f"most frequent first")
+
+
+class _UniqueIds:
+    """Collects the ids of every shard of a table and names the first one seen twice."""
+
+    def __init__(self, column):
+        self._column = column
+        self._shards = []  # (path, arrow array of the shard's ids)
+
+    def add(self, path, ids):
+        self._shards.append((path, pa.array(ids) if not isinstance(ids, (pa.Array, pa.ChunkedArray))
+                             else ids))
+
+    def check(self):
+        if not self._shards:
+            return
+        every_id = pa.chunked_array([ids for _, ids in self._shards]).combine_chunks()
+        if pc.count_distinct(every_id).as_py() == len(every_id):
+            return  # the common case costs one hash pass; finding the repeat only on failure
+        _, first_index = np.unique(every_id.to_numpy(zero_copy_only=False), return_index=True)
+        first_seen = np.zeros(len(every_id), dtype=bool)
+        first_seen[first_index] = True
+        repeat = int(np.flatnonzero(~first_seen)[0])
+        for path, ids in self._shards:
+            if repeat < len(ids):
+                value = ids[repeat].as_py()
+                value = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+                raise UserInputError(
+                    f"file {path}, column {self._column}, row {repeat}: id {value!r} appears "
+                    f"more than once in the table; every user has one row")
+            repeat -= len(ids)
+
+
+def _validate_parquet_file(path, with_target, vocabulary_size, unique_ids):
+    expected = schema.TRAINING_SCHEMA if with_target else schema.INFERENCE_SCHEMA
+    table = _parquet_rows(path, expected)
+    unique_ids.add(path, table.column(schema.ID).combine_chunks())
+    if not table.num_rows:
+        return 0
+    history = table.column(schema.HISTORY).chunk(0)
+    behaviours = pc.list_flatten(history)
+    lengths = _lengths(history)
+    _check_history(path, 0, lengths, _lengths(behaviours), _values(behaviours), vocabulary_size)
     _check_stated_lengths(path, table, schema.HISTORY_LENGTH, schema.HISTORY, lengths, "behaviours")
     if with_target:
         targets = table.column(schema.TARGET_WORDS).chunk(0)
         counts = table.column(schema.TARGET_COUNTS).chunk(0)
-        target_values = pc.list_flatten(targets).to_numpy(zero_copy_only=False)
-        _check_ids(path, schema.TARGET_WORDS, target_values, _row_of_each_value(targets),
-                   vocabulary_size)
-        target_lengths = pc.list_value_length(targets).to_numpy(zero_copy_only=False)
-        _check_no_empty_rows(path, schema.TARGET_WORDS, target_lengths, 0, _EMPTY_TARGET)
-        count_lengths = pc.list_value_length(counts).to_numpy(zero_copy_only=False)
-        mismatch = np.flatnonzero(target_lengths != count_lengths)
-        if mismatch.size:
-            raise UserInputError(
-                f"file {path}, column {schema.TARGET_COUNTS}, row {int(mismatch[0])}: has "
-                f"{int(count_lengths[mismatch[0]])} counts for "
-                f"{int(target_lengths[mismatch[0]])} target words")
-        count_values = pc.list_flatten(counts).to_numpy(zero_copy_only=False)
-        _raise_at_first(path, schema.TARGET_COUNTS, count_values, _row_of_each_value(counts),
-                        count_values < 1, lambda v: f"count {v} is below 1")
+        _check_targets(path, 0, _lengths(targets), _values(targets), _lengths(counts),
+                       _values(counts), vocabulary_size)
     return table.num_rows
 
 
@@ -193,36 +271,32 @@ def _tfrecord_read_error(path, rows, error, feature_names, table_name):
         f"schema ({first_line})")
 
 
-def _validate_tfrecord_file(path, with_target, vocabulary_size):
+def _validate_tfrecord_file(path, with_target, vocabulary_size, unique_ids):
     import tensorflow as tf
 
     from data_loader.tfrecord_reader import feature_spec, parse_batch
 
     _check_not_empty_file(path)
     rows = 0
+    ids = []
     records = tf.data.TFRecordDataset(path).batch(_TFRECORD_CHECK_BATCH)
     records = records.map(lambda serialized: parse_batch(serialized, with_target))
     try:
-        for _, history, target_words, _ in records:
-            words = history.flat_values.numpy()
-            row_of_word = np.repeat(
-                np.arange(history.nrows()), history.row_lengths(axis=1).numpy())
-            row_of_word = np.repeat(row_of_word, history.values.row_lengths().numpy())
-            _check_ids(path, schema.HISTORY, words, rows + row_of_word, vocabulary_size)
-            _check_no_empty_rows(path, schema.HISTORY, history.row_lengths().numpy(), rows,
-                                 _EMPTY_HISTORY)
+        for chunk_ids, history, target_words, target_counts in records:
+            ids.append(chunk_ids.numpy())
+            _check_history(path, rows, history.row_lengths().numpy(),
+                           history.values.row_lengths().numpy(), history.flat_values.numpy(),
+                           vocabulary_size)
             if with_target:
                 # Absent features parse as empty lists, so this also catches
                 # an inference table passed where a training table is needed.
-                _check_no_empty_rows(path, schema.TARGET_WORDS,
-                                     target_words.row_lengths().numpy(), rows, _EMPTY_TARGET)
-                row_of_target = np.repeat(np.arange(target_words.nrows()),
-                                          target_words.row_lengths().numpy())
-                _check_ids(path, schema.TARGET_WORDS, target_words.flat_values.numpy(),
-                           rows + row_of_target, vocabulary_size)
+                _check_targets(path, rows, target_words.row_lengths().numpy(),
+                               target_words.flat_values.numpy(), target_counts.row_lengths().numpy(),
+                               target_counts.flat_values.numpy(), vocabulary_size)
             rows += int(history.nrows())
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
         raise _tfrecord_read_error(path, rows, error, feature_spec(with_target), "table") from None
+    unique_ids.add(path, np.concatenate(ids) if ids else np.array([], dtype=object))
     return rows
 
 
@@ -240,11 +314,13 @@ def validate_table(table_files, with_target, vocabulary_size=None):
     validate_file = (_validate_parquet_file if table_files.file_format == schema.PARQUET
                      else _validate_tfrecord_file)
     total = 0
+    unique_ids = _UniqueIds(schema.ID)
     for path in table_files.files:
-        total += validate_file(path, with_target, vocabulary_size)
+        total += validate_file(path, with_target, vocabulary_size, unique_ids)
     if total == 0:
         names = ", ".join(table_files.files[:3]) + ("..." if len(table_files.files) > 3 else "")
         raise UserInputError(f"the table is empty: no rows in {names}")
+    unique_ids.check()
     return total
 
 
@@ -268,10 +344,9 @@ def _check_item_indices(path, column, values, row_of_value, num_item_ids):
                   f"items start at {schema.FIRST_ITEM_ID}")
 
 
-def _validate_sequence_parquet_file(path, num_item_ids):
-    expected = schema.SEQUENCE_SCHEMA
-    table = _parquet_rows(path, expected).combine_chunks()
-    _check_no_nulls(path, table, expected)
+def _validate_sequence_parquet_file(path, num_item_ids, unique_ids):
+    table = _parquet_rows(path, schema.SEQUENCE_SCHEMA)
+    unique_ids.add(path, table.column(schema.ID).combine_chunks())
     if not table.num_rows:
         return 0
     for column in (schema.ITEMS, schema.TARGET_ITEMS):
@@ -284,17 +359,19 @@ def _validate_sequence_parquet_file(path, num_item_ids):
     return table.num_rows
 
 
-def _validate_sequence_tfrecord_file(path, num_item_ids):
+def _validate_sequence_tfrecord_file(path, num_item_ids, unique_ids):
     import tensorflow as tf
 
     from data_loader.sequence_dataset import feature_spec, parse_sequence_examples
 
     _check_not_empty_file(path)
     rows = 0
+    ids = []
     records = tf.data.TFRecordDataset(path).batch(_TFRECORD_CHECK_BATCH)
     records = records.map(lambda serialized: parse_sequence_examples(serialized, True))
     try:
         for chunk in records:
+            ids.append(chunk[schema.ID].numpy())
             for column in (schema.ITEMS, schema.TARGET_ITEMS):
                 lists = chunk[column]
                 row_of_value = np.repeat(np.arange(lists.nrows()), lists.row_lengths().numpy())
@@ -307,6 +384,7 @@ def _validate_sequence_tfrecord_file(path, num_item_ids):
             rows += int(chunk[schema.ITEMS].nrows())
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
         raise _tfrecord_read_error(path, rows, error, feature_spec(True), "sequence table") from None
+    unique_ids.add(path, np.concatenate(ids) if ids else np.array([], dtype=object))
     return rows
 
 
@@ -324,9 +402,11 @@ def validate_sequence_table(table_files, num_item_ids):
     validate_file = (_validate_sequence_parquet_file if table_files.file_format == schema.PARQUET
                      else _validate_sequence_tfrecord_file)
     total = 0
+    unique_ids = _UniqueIds(schema.ID)
     for path in table_files.files:
-        total += validate_file(path, num_item_ids)
+        total += validate_file(path, num_item_ids, unique_ids)
     if total == 0:
         names = ", ".join(table_files.files[:3]) + ("..." if len(table_files.files) > 3 else "")
         raise UserInputError(f"the sequence table is empty: no rows in {names}")
+    unique_ids.check()
     return total

@@ -16,7 +16,7 @@ from contracts import schema
 from data_dumper import demo_data, movielens
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
-from main.flags.common import add_history_limit_flags
+from main.flags.common import FlagHelpFormatter, add_history_limit_flags
 from util.cli import run_cli
 from util.flag_types import finite_float
 from util.folder_lock import FolderLock
@@ -25,8 +25,8 @@ from util.output_folder import check_writable
 
 def parse_flags(argv=None):
     parser = argparse.ArgumentParser(
-        description="Build SUMN training/inference tables (Parquet or TFRecord) from a behaviour log."
-    )
+        description="Build SUMN training/inference tables (Parquet or TFRecord) from a behaviour log.",
+        formatter_class=FlagHelpFormatter)
     output = parser.add_argument_group("output")
     output.add_argument("--output_dir", required=True,
                         help="folder to write the tables to (required)")

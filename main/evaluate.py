@@ -28,6 +28,7 @@ from data_loader.bag_of_words import read_bag_of_words  # noqa: E402
 from data_loader.labels import read_labels  # noqa: E402
 from data_loader.user_vectors import read_user_vectors  # noqa: E402
 from evaluation import probes as probes  # noqa: E402
+from main.flags.common import FlagHelpFormatter  # noqa: E402
 from util.cli import run_cli  # noqa: E402
 from util.errors import UserInputError  # noqa: E402
 from util.flag_types import positive_int  # noqa: E402
@@ -41,7 +42,7 @@ SPLIT_COLUMN_PREFIX = probes.SPLIT_COLUMN_PREFIX
 def parse_flags(argv):
     parser = argparse.ArgumentParser(
         description="Probe frozen user vectors on labelled users and compare them with baselines.",
-    )
+        formatter_class=FlagHelpFormatter)
     parser.add_argument("--vectors", required=True,
                         help="user vectors of the model under test, as main/inference.py wrote them: a "
                              "folder, file or glob of .parquet shards (id, embedding, length), "
@@ -54,7 +55,7 @@ def parse_flags(argv):
                              "randomly initialised encoder; repeatable (default: none).")
     parser.add_argument("--separator", default="\t",
                         help="field separator of .tsv vector lines (id, comma-joined vector, length), as "
-                             "main/inference.py wrote them; '\\t' means a tab (default: a tab).")
+                             "main/inference.py wrote them; '\\t' or 'tab' means a tab (default: a tab).")
     parser.add_argument("--labels", required=True,
                         help="label table: .parquet/.csv/.tsv with a user id column and one column per "
                              "label, or a MovieLens users.dat (ML-1M) / u.user (ML-100k); required.")

@@ -14,7 +14,10 @@ from ``--method`` (``model/methods``), the task from ``--task`` (``model/tasks``
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from util.quiet_tensorflow import import_tensorflow
+
+# First, before anything loads TensorFlow: its start-up noise is held back.
+import_tensorflow()
 
 import json
 
@@ -44,7 +47,7 @@ from util.distribution import describe_strategy, make_strategy
 from util.errors import UserInputError
 from util.folder_lock import FolderLock
 from util.output_folder import check_overwritable, check_writable
-from util.run_config import read_run_config
+from util.run_config import RUN_CONFIG_FILE, read_run_config
 
 
 def main(argv=None):
@@ -59,8 +62,7 @@ def _finetune(flags):
     pretrained, family, prefix, step = _pretrained_run(flags)
     method = get_method(flags.method)
 
-    tables = resolve_table_files(flags.tables or pretrained.get("tables_dir", ""),
-                                 default_subdir=schema.SEQUENCES_SUBDIR)
+    tables = _sequence_tables(flags, pretrained)
     validate_sequence_table(tables, pretrained["num_item_ids"])
     sequences = read_user_sequences(tables, pretrained["max_items_per_user"])
     task = make_task(flags.task, sequences, _labels(flags, pretrained), split_column(flags.split),
@@ -104,15 +106,30 @@ def _finetune(flags):
 
 
 def _pretrained_run(flags):
-    pretrained = read_run_config(flags.pretrained, required=True)
+    pretrained = read_run_config(flags.pretrained, required=True, flag="--pretrained")
     family = registry.family_of(pretrained, f"--pretrained {flags.pretrained}")
     if family.build_backbone is None:
         tunable = [name for name, f in registry.FAMILIES.items() if f.build_backbone]
         raise UserInputError(
             f"--pretrained {flags.pretrained} is a {family.name} run; fine-tuning needs a "
             f"main/train.py run of {' or '.join(f'--model={name}' for name in tunable)}")
-    step, prefix = checkpoint_for_step(flags.pretrained, flags.pretrained_step)
+    step, prefix = checkpoint_for_step(flags.pretrained, flags.pretrained_step,
+                                       folder_flag="--pretrained", step_flag="--pretrained_step")
     return pretrained, family, prefix, step
+
+
+def _sequence_tables(flags, pretrained):
+    """The sequence table: --tables, else the pretrained run's (errors say where it came from)."""
+    if flags.tables:
+        return resolve_table_files(flags.tables, default_subdir=schema.SEQUENCES_SUBDIR)
+    recorded = pretrained.get("tables_dir", "")
+    if not recorded:
+        raise UserInputError(
+            f"--pretrained {flags.pretrained}: its {RUN_CONFIG_FILE} records no table folder; "
+            f"pass --tables")
+    return resolve_table_files(
+        recorded, default_subdir=schema.SEQUENCES_SUBDIR,
+        flag=f"--tables (from {RUN_CONFIG_FILE} of --pretrained; pass --tables to choose another)")
 
 
 def _check_output_dir(output_dir, overwrite):
@@ -133,7 +150,11 @@ def _labels(flags, pretrained):
     # Item recommendation reads labels only for a split column.
     if flags.task == RECOMMENDATION_TASK and split_column(flags.split) is None:
         return None
-    return read_labels(path)
+    try:
+        return read_labels(path)
+    except UserInputError as error:
+        where = "--labels" if flags.labels else "--labels (the pretrained run's table folder's)"
+        raise UserInputError(f"{where}: {error}") from None
 
 
 def _task_description(flags, pretrained, family, method, prefix, step, task):

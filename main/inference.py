@@ -15,7 +15,10 @@ import dataclasses
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from util.quiet_tensorflow import import_tensorflow
+
+# First, before anything loads TensorFlow: its start-up noise is held back.
+import_tensorflow()
 
 from contracts import schema
 from contracts.run_folder import INFERENCE_OUTPUTS

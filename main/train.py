@@ -9,9 +9,10 @@ Re-running resumes from the latest ``ckpt-<step>`` in ``--checkpoint_dir`` that
 restores. One job at a time holds the folder (``util/folder_lock.py``).
 """
 
-import os
+from util.quiet_tensorflow import import_tensorflow
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# First, before anything loads TensorFlow: its start-up noise is held back.
+import_tensorflow()
 
 import keras
 import tensorflow as tf

@@ -1,4 +1,4 @@
-"""Every entry point answers --help: usage, and a help text for every flag."""
+"""Every entry point answers --help: usage, a help text for every flag, defaults as flags, a quiet stderr."""
 
 import glob
 import os
@@ -27,7 +27,13 @@ def test_help_prints_usage_and_exits_zero(script):
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("usage:")
-    assert "Traceback" not in result.stderr
+    # Nothing on stderr: no TensorFlow start-up noise (util/quiet_tensorflow.py), no warnings.
+    assert result.stderr == ""
+    # Defaults as the flag takes them (main/flags/common.py, FlagHelpFormatter):
+    # 1/0, not True/False; 512 or 1,2,4,8, not a Python tuple; no "None" or empty default.
+    python_values = re.findall(r"^.*(?:\b(?:True|False|None)\b|\(default: (?:\(|\[|\))).*$",
+                               result.stdout, flags=re.MULTILINE)
+    assert not python_values, f"help lines showing Python values: {python_values}"
     # A flag line without help text ends right after its metavar.
     flags = re.findall(r"^  (--\w+)(?: \S+)?\n(?! {6,})", result.stdout, flags=re.MULTILINE)
     assert not flags, f"flags without help: {flags}"

@@ -22,8 +22,10 @@ VOCABULARY_SIZE = 50
 def _user(index, rng):
     behaviours = [list(map(int, rng.integers(2, VOCABULARY_SIZE, rng.integers(1, 6))))
                   for _ in range(int(rng.integers(1, 9)))]
-    targets = sorted(set(map(int, rng.integers(2, VOCABULARY_SIZE, rng.integers(1, 7)))))
-    counts = list(map(int, rng.integers(1, 5, len(targets))))
+    targets = np.array(sorted(set(map(int, rng.integers(2, VOCABULARY_SIZE, rng.integers(1, 7))))))
+    counts = rng.integers(1, 5, len(targets))
+    most_frequent_first = np.argsort(-counts, kind="stable")  # as contracts/schema.py orders them
+    targets, counts = targets[most_frequent_first].tolist(), counts[most_frequent_first].tolist()
     return {"id": f"user{index}", "history": behaviours, "history_length": len(behaviours),
             "target_words": targets, "target_counts": counts}
 
@@ -210,11 +212,20 @@ def test_valid_table_counts_rows(tmp_path):
     (_row(target_counts=[0]), "target_counts", r"row 1: count 0 is below 1"),
     (_row(history=[], history_length=0), "history", r"row 1: is empty"),
     (_row(target_words=[], target_counts=[]), "target_words", r"row 1: is empty"),
+    (_row(history=[[2, 0], [4]]), "history", r"row 1: word id 0 is padding"),
+    (_row(target_words=[0], target_counts=[1]), "target_words", r"row 1: word id 0 is padding"),
+    (_row(target_words=[5, 6, 5], target_counts=[2, 1, 1]), "target_words",
+     r"row 1: word id 5 appears more than once"),
+    (_row(target_words=[5, 6], target_counts=[1, 3]), "target_counts",
+     r"row 1: count 3 follows a smaller count; target words are ordered most frequent first"),
+    (_row(id="first"), "id", r"row 1: id 'first' appears more than once in the table"),
 ], ids=["id_beyond_vocabulary", "negative_id", "target_beyond_vocabulary",
-        "wrong_history_length", "counts_mismatch", "zero_count", "empty_history", "empty_target"])
+        "wrong_history_length", "counts_mismatch", "zero_count", "empty_history", "empty_target",
+        "padding_in_behaviour", "padding_target", "repeated_target", "counts_rising",
+        "repeated_id"])
 def test_bad_rows_name_file_column_and_row(tmp_path, row, column, message):
     path = str(tmp_path / "bad.parquet")
-    table = _write_rows(path, [_row(), row])
+    table = _write_rows(path, [_row(id="first"), row])
     with pytest.raises(UserInputError, match=f"file {path}, column {column}, {message}"):
         validate_table(table, with_target=True, vocabulary_size=10)
 

@@ -271,11 +271,12 @@ def test_valid_table_counts_rows(tmp_path):
     (_row(target_items=[10]), "target_items", r"row 1: item index 10 is outside"),
     (_row(items_length=2), "items_length", r"row 1: says 2 items but items holds 3"),
     (_row(items=[], items_length=0), "items", r"row 1: is empty"),
+    (_row(id="first"), "id", r"row 1: id 'first' appears more than once in the table"),
 ], ids=["beyond_index", "negative", "special_in_items", "special_in_target", "target_beyond_index",
-        "wrong_length", "empty_items"])
+        "wrong_length", "empty_items", "repeated_id"])
 def test_bad_rows_name_file_column_and_row(tmp_path, row, column, message):
     path = str(tmp_path / "bad.parquet")
-    table = _write_rows(path, [_row(), row])
+    table = _write_rows(path, [_row(id="first"), row])
     with pytest.raises(UserInputError, match=f"file {path}, column {column}, {message}"):
         validate_sequence_table(table, num_item_ids=10)
 

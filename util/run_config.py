@@ -25,13 +25,16 @@ def write_run_config(checkpoint_dir, config):
     write_text_atomically(run_config_path(checkpoint_dir), text)
 
 
-def read_run_config(checkpoint_dir, required=False):
-    """The run's model_arch.json as a dict; None (or an error if ``required``) where absent."""
+def read_run_config(checkpoint_dir, required=False, flag="--checkpoint_dir"):
+    """The run's model_arch.json as a dict; None (or an error if ``required``) where absent.
+
+    ``flag`` is the flag that named ``checkpoint_dir``, for the error.
+    """
     path = run_config_path(checkpoint_dir)
     if not os.path.exists(path):
         if required:
             raise UserInputError(
-                f"--checkpoint_dir {checkpoint_dir} has no {RUN_CONFIG_FILE}: "
+                f"{flag} {checkpoint_dir} has no {RUN_CONFIG_FILE}: "
                 f"is it the folder main/train.py wrote?")
         return None
     try:

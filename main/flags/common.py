@@ -3,8 +3,12 @@
 ``main/train.py`` and ``main/finetune.py`` share the optimisation group;
 every script that reads behaviour histories shares SUMN's history limits
 (``--max_query_per_week`` x ``--max_words_per_query``, 900 x 24 by default,
-``contracts.schema``).
+``contracts.schema``). Every entry point's parser uses ``FlagHelpFormatter``,
+so ``--help`` shows each default as it would be typed on the command line.
 """
+
+import argparse
+import copy
 
 from contracts import schema
 from util.flag_types import non_negative_float, positive_int
@@ -12,6 +16,46 @@ from util.flag_types import non_negative_float, positive_int
 DEFAULT_SEED = 42
 DEFAULT_LEARNING_RATE = 1e-3
 DEFAULT_BATCH_SIZE = 128
+
+
+def flag_text(value):
+    """``value`` as a user would type it after ``--flag=``: ``1``/``0``, ``1,2,4,8``, ``0.001``."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(flag_text(part)) for part in value)
+    return value
+
+
+class FlagHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``(default: ...)`` where a flag's help does not state it, in the flag's own form.
+
+    argparse prints the Python value of a default (``True``, ``(512,)``),
+    which is not what the flag accepts; here booleans read ``1``/``0`` and
+    lists ``512`` or ``1,2,4,8``. Switches (``store_true``) read ``off``; flags
+    that are required or default to None (their help says what happens
+    instead) or to an empty string (the help says what empty means) get no
+    default at all.
+    """
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if "%(default)" in help_text or "(default:" in help_text:
+            return help_text
+        if action.default in (argparse.SUPPRESS, None, "") or action.required:
+            return help_text
+        if action.nargs == 0:  # store_true / store_false: a switch, not a value
+            return f"{help_text} (default: {'on' if action.default else 'off'})"
+        return super()._get_help_string(action)
+
+    def _expand_help(self, action):
+        # The help string is chosen from the real default (a switch's False),
+        # then expanded with the default as typed.
+        shown = copy.copy(action)
+        shown.help = self._get_help_string(action)
+        if action.default is not argparse.SUPPRESS:
+            shown.default = flag_text(action.default)
+        return super()._expand_help(shown)
 
 
 def add_history_limit_flags(group, from_run=False, positive=True):

@@ -3,7 +3,7 @@
 import argparse
 
 from evaluation.probes import CANONICAL_SPLIT
-from main.flags.common import add_optimisation_flags, add_strategy_flag
+from main.flags.common import FlagHelpFormatter, add_optimisation_flags, add_strategy_flag
 from model.methods.peterrec import PATCH_PLACEMENTS, SERIAL
 from model.methods.registry import DEFAULT_METHOD, METHODS, method_names
 from model.tasks.registry import RECOMMENDATION_TASK
@@ -16,7 +16,7 @@ def finetune_flag_parser():
         description="Fine-tune a pretrained backbone (main/train.py --model=nextitnet|grec) "
                     "on one downstream task with PeterRec's model patches or a baseline method; writes the task's own parameters, its "
                     "metrics on the test users and task.json into --output_dir.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=FlagHelpFormatter)
     task = parser.add_argument_group("task")
     task.add_argument("--pretrained", required=True,
                       help="the pretraining run folder (its model_arch.json and ckpt-<step>)")

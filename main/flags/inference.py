@@ -4,7 +4,7 @@ import argparse
 
 from contracts.run_folder import RUN_CONFIG_FILE
 from data_dumper.user_vector_writer import OUTPUT_FORMATS, PARQUET
-from main.flags.common import add_history_limit_flags
+from main.flags.common import FlagHelpFormatter, add_history_limit_flags
 from main.flags.pretraining import DEFAULT_CHECKPOINT_DIR
 from util.flag_types import non_negative_float, positive_int
 
@@ -16,7 +16,8 @@ def inference_flag_parser():
     parser = argparse.ArgumentParser(
         prog="main/inference.py",
         description="Encode users with a trained checkpoint and write their vectors, one "
-                    "output shard per input shard.")
+                    "output shard per input shard.",
+        formatter_class=FlagHelpFormatter)
     run = parser.add_argument_group("model")
     run.add_argument("--checkpoint_dir", default=DEFAULT_CHECKPOINT_DIR,
                      help=f"the training run folder (ckpt-<step>, {RUN_CONFIG_FILE}) "
@@ -50,7 +51,9 @@ def inference_flag_parser():
                              "tfrecord (Examples), npy (+ .ids.txt, .lengths.txt) or tsv (SUMN's "
                              "id<separator>v1,...,vd<separator>length lines) (default: parquet)")
     output.add_argument("--separator", default="\t",
-                        help="tsv field separator; '\\t' means a tab (default: a tab)")
+                        help="tsv field separator; '\\t' or 'tab' means a tab; no digit, '.', ',', "
+                             "'+', '-', 'e' or letter of nan/inf, which occur in the numbers "
+                             "(default: a tab)")
     output.add_argument("--overwrite", action="store_true",
                         help="redo shards that are already complete (default: skip them)")
     output.add_argument("--projector", action="store_true",

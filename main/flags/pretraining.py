@@ -7,7 +7,7 @@ passes ``--dropout``, which its parser ignored, so here it is an alias of
 
 import argparse
 
-from main.flags.common import add_history_limit_flags, add_optimisation_flags, add_strategy_flag
+from main.flags.common import FlagHelpFormatter, add_history_limit_flags, add_optimisation_flags, add_strategy_flag
 from model import registry
 from model.sumn.pooling import POOLING_STRATEGIES
 from model.training.training_log import DEFAULT_PROGRESS_SECONDS
@@ -37,7 +37,7 @@ def training_flag_parser():
                     "consistency objective, or a NextItNet/GRec item-sequence backbone for "
                     "PeterRec fine-tuning (--model). Resumes from the latest checkpoint in "
                     "--checkpoint_dir.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=FlagHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("--tables", default="",
                       help="training table: a folder from main/build_tables.py, a glob, or "
@@ -77,8 +77,12 @@ def training_flag_parser():
                        help="hops of mhop/gruhop pooling (max and mean have one)")
     model.add_argument("--mlp_layers", type=layer_widths, default=(512,),
                        help="hidden widths of the consistency decoder, comma-separated")
-    model.add_argument("--dropout_rate", "--dropout", dest="dropout_rate", type=probability,
-                       default=0.1, help="dropout before each decoder layer")
+    model.add_argument("--dropout_rate", type=probability, default=0.1,
+                       help="dropout before each decoder layer; --dropout is the same flag")
+    # SUMN's spelling, declared apart (and hidden) so that an error names the
+    # flag the user typed rather than "--dropout_rate/--dropout".
+    model.add_argument("--dropout", dest="dropout_rate", type=probability,
+                       default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     sequence = parser.add_argument_group(
         "item-sequence models (--model=nextitnet|grec; --model_dim is their channel width)")

@@ -29,7 +29,7 @@ def _listed(steps):
     return prefix + ", ".join(shown)
 
 
-def checkpoint_for_step(checkpoint_dir, step=0):
+def checkpoint_for_step(checkpoint_dir, step=0, folder_flag="--checkpoint_dir", step_flag="--step"):
     """The checkpoint ``--step`` names: ``(step, prefix)``.
 
     Args:
@@ -37,6 +37,8 @@ def checkpoint_for_step(checkpoint_dir, step=0):
         step: 0 for the latest checkpoint; N for ``ckpt-N``, or ``ckpt-(N+1)``
             where only that exists (SUMN's inference accepted both, as its
             runs saved one step after the round number).
+        folder_flag, step_flag: the flags the user gave the two with, named
+            in the errors (main/finetune.py's are --pretrained, --pretrained_step).
 
     Raises:
         UserInputError: the folder is missing or holds no checkpoint, ``step``
@@ -44,14 +46,14 @@ def checkpoint_for_step(checkpoint_dir, step=0):
             message lists the steps that do).
     """
     if not os.path.isdir(checkpoint_dir):
-        raise UserInputError(f"--checkpoint_dir {checkpoint_dir} does not exist")
+        raise UserInputError(f"{folder_flag} {checkpoint_dir} does not exist")
     steps = checkpoint_steps(checkpoint_dir)
     if not steps:
         raise UserInputError(
-            f"--checkpoint_dir {checkpoint_dir} holds no checkpoint ({CHECKPOINT_NAME}-<step>.index); "
+            f"{folder_flag} {checkpoint_dir} holds no checkpoint ({CHECKPOINT_NAME}-<step>.index); "
             f"train with main/train.py first")
     if step < 0:
-        raise UserInputError(f"--step={step} is negative; pass 0 for the latest checkpoint")
+        raise UserInputError(f"{step_flag}={step} is negative; pass 0 for the latest checkpoint")
     if step == 0:
         chosen = steps[-1]
     elif step in steps:
@@ -60,7 +62,7 @@ def checkpoint_for_step(checkpoint_dir, step=0):
         chosen = step + 1
     else:
         raise UserInputError(
-            f"--step={step}: {checkpoint_dir} has no {CHECKPOINT_NAME}-{step} (nor "
+            f"{step_flag}={step}: {checkpoint_dir} has no {CHECKPOINT_NAME}-{step} (nor "
             f"{CHECKPOINT_NAME}-{step + 1}); it holds steps {_listed(steps)}")
     return chosen, checkpoint_path(checkpoint_dir, chosen)
 
