@@ -17,6 +17,7 @@ when the master is not local, so its version is always the driver's.
 import contextlib
 import itertools
 import os
+import re
 import sys
 import tempfile
 import zipfile
@@ -81,12 +82,17 @@ def start_session(master=None, driver_memory=None):
     from pyspark.sql import SparkSession
 
     # Spark starts its Python workers with PYSPARK_PYTHON, else the python3 on
-    # PATH, which may lack pyarrow; in local mode they should be this Python.
-    if (master is None or master.startswith("local")) and "PYSPARK_PYTHON" not in os.environ:
+    # PATH, which may lack pyarrow; when this process starts a local Spark (not
+    # spark-submit, which set up the gateway already) they should be this Python.
+    launched_here = "PYSPARK_GATEWAY_PORT" not in os.environ
+    local = master is None or master.startswith("local")
+    if launched_here and local and "PYSPARK_PYTHON" not in os.environ:
         os.environ["PYSPARK_PYTHON"] = sys.executable
     builder = SparkSession.builder.appName("build_tables")
     if master:
         builder = builder.master(master)
+    if master and master.startswith("local"):
+        builder = builder.config("spark.ui.enabled", "false")  # no use to a build that ends by itself
     if driver_memory:
         builder = builder.config("spark.driver.memory", driver_memory)
     try:
@@ -96,9 +102,23 @@ def start_session(master=None, driver_memory=None):
             f"Spark did not start (--spark_master={master}, --spark_driver_memory={driver_memory}): "
             f"{_first_line(error)}"
         ) from error
-    if not session.sparkContext.master.startswith("local"):
+    context = session.sparkContext
+    local_cores = _local_cores(context.master)
+    if local_cores and not context.getConf().contains("spark.sql.shuffle.partitions"):
+        # Spark's 200 shuffle partitions suit a cluster; on one machine each is a
+        # task of its own, and they made a small build 4x slower.
+        session.conf.set("spark.sql.shuffle.partitions", str(4 * local_cores))
+    if not local_cores:
         _ship_package(session)
     return session
+
+
+def _local_cores(master):
+    """Worker threads of a local master (``local``, ``local[2]``, ``local[*]``), else None."""
+    if master in ("local", "local[*]"):
+        return 1 if master == "local" else os.cpu_count() or 1
+    found = re.fullmatch(r"local\[(\d+)(?:,\s*\d+)?\]", master)
+    return int(found.group(1)) if found else None
 
 
 def _ship_package(session):

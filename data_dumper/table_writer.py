@@ -101,7 +101,7 @@ def _write_tfrecord(batches, path, table_schema):
     with tf.io.TFRecordWriter(path) as writer:
         for batch in batches:
             for example in examples(batch, tf):
-                writer.write(example.SerializeToString())
+                writer.write(example.SerializeToString(deterministic=True))
 
 
 def _int64_feature(tf, values):
