@@ -1,9 +1,12 @@
 """Writes one table's shard files from Spark: one task per shard, committed task by task.
 
 The rows of every shard come from one Spark query (``windows.py``: the schema's
-columns, then ``shard`` and ``user_rank``). They are range-partitioned by shard
-(equal keys share a partition, so a shard is never split between tasks) and
-sorted by (shard, user rank) inside each partition. Each task then streams its
+columns, then ``shard`` and ``user_rank``). They are hash-partitioned by shard
+into ``num_shards`` partitions (equal keys share a partition, so a shard is
+never split between tasks; two shards may share one, and then that task writes
+both) and sorted by (shard, user rank) inside each partition. Range
+partitioning would balance them better but samples its input first, which
+runs the whole aggregation twice. Each task then streams its
 Arrow batches into ``table_writer.write_shard_file``, the writer DuckDB builds
 use, so the files have exactly ``data_dumper/schema.py``'s schema (Spark's own
 Parquet writer would mark every column nullable and name list elements
@@ -55,7 +58,7 @@ def write_table_shards(session, rows_sql, table_schema, folder, num_shards, file
     os.makedirs(folder, exist_ok=True)
     rows = (
         session.sql(rows_sql)
-        .repartitionByRange(num_shards, SHARD)
+        .repartition(num_shards, SHARD)
         .sortWithinPartitions(SHARD, USER_RANK)
     )
     write = functools.partial(
