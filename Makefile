@@ -37,7 +37,7 @@ demo: $(STAMP)
 		--output_dir=$(DEMO_DIR)/evaluation
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q tests
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

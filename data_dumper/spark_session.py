@@ -15,7 +15,6 @@ when the master is not local, so its version is always the driver's.
 """
 
 import contextlib
-import itertools
 import os
 import re
 import sys
@@ -32,10 +31,8 @@ from data_dumper import (
 )
 from util.errors import UserInputError
 
-PYSPARK_HINT = "pip install 'universal-user-representation[spark]' (or pip install pyspark)"
+PYSPARK_HINT = "pip install 'universal-user-representation[spark]' (or pip install 'pyspark[sql]')"
 
-# Packages the executors import to write shards (data_dumper, and util for atomic writes).
-_SHIPPED_PACKAGES = ("data_dumper", "util")
 
 
 def _import_pyspark():
@@ -109,7 +106,7 @@ def start_session(master=None, driver_memory=None):
         # task of its own, and they made a small build 4x slower.
         session.conf.set("spark.sql.shuffle.partitions", str(4 * local_cores))
     if not local_cores:
-        _ship_package(session)
+        session.sparkContext.addPyFile(package_archive())
     return session
 
 
@@ -121,18 +118,24 @@ def _local_cores(master):
     return int(found.group(1)) if found else None
 
 
-def _ship_package(session):
-    """Sends this package's code to the executors (``addPyFile``), so they run the driver's version."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(duckdb_session.__file__)))
+def package_archive():
+    """A zip of this project's packages, for ``addPyFile``: the executors then run the driver's code.
+
+    Every top-level package beside ``data_dumper`` goes (the shard writer needs
+    ``data_dumper`` and ``util``; Python files only, so it is small).
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    packages = [name for name in sorted(os.listdir(root))
+                if os.path.isfile(os.path.join(root, name, "__init__.py"))]
     archive = os.path.join(tempfile.mkdtemp(prefix="build_tables.spark."), "build_tables.zip")
     with zipfile.ZipFile(archive, "w") as bundle:
-        for package in _SHIPPED_PACKAGES:
+        for package in packages:
             for folder, _, files in os.walk(os.path.join(root, package)):
                 for name in files:
                     if name.endswith(".py"):
                         path = os.path.join(folder, name)
                         bundle.write(path, os.path.relpath(path, root))
-    session.sparkContext.addPyFile(archive)
+    return archive
 
 
 def _first_line(error):
@@ -159,7 +162,7 @@ class SparkTables:
         self.session = session
         self.version = session.version
         self._tables = {}
-        self._scan_names = itertools.count()
+        self._scans = []
 
     def create_table(self, name, sql):
         from pyspark import StorageLevel
@@ -180,7 +183,10 @@ class SparkTables:
         for name, frame in self._tables.items():
             self.session.catalog.dropTempView(name)
             frame.unpersist()
+        for view in self._scans:
+            self.session.catalog.dropTempView(view)
         self._tables.clear()
+        self._scans.clear()
 
     def first_row(self, sql):
         rows = self.session.sql(sql).take(1)
@@ -220,8 +226,9 @@ class SparkTables:
             raise UserInputError(f"could not read {path}: {_first_line(error)}") from error
         if not frame.columns:
             raise UserInputError(f"{what} {path} is empty.")
-        view = f"scan_{next(self._scan_names)}"
+        view = f"scan_{len(self._scans)}"
         frame.createOrReplaceTempView(view)
+        self._scans.append(view)
         types = {field.name: field.dataType.simpleString() for field in frame.schema.fields}
         return table_engine.FileScan(path, view, file_format, types)
 

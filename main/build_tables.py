@@ -107,8 +107,9 @@ def parse_flags(argv=None):
                               "cluster; pip install '.[spark]', needs Java 17+); both write the same "
                               "tables (default: %(default)s)")
     engines.add_argument("--spark_master", default=None,
-                         help="Spark master URL, e.g. local[2], yarn, spark://host:7077 (default: "
-                              "spark-submit's --master, else local[*])")
+                         help="Spark master URL, e.g. local[2], yarn, spark://host:7077; ignored when "
+                              "a SparkSession is already active (default: spark-submit's --master, "
+                              "else local[*])")
     engines.add_argument("--spark_driver_memory", default=None,
                          help="memory of the Spark driver JVM, e.g. 4g; in local mode it holds the "
                               "executors too (default: Spark's, 1g; ignored under spark-submit, "

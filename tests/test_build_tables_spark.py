@@ -137,6 +137,20 @@ def test_csv_log_with_string_ids_and_token_lists_is_identical(spark, tmp_path):
     assert_same_tables(built)
 
 
+def test_both_dialects_quote_any_text_and_name(spark):
+    import duckdb
+
+    from data_dumper.sql_dialect import DUCKDB, SPARK
+
+    text = "it's a \\ backslash, \\' an escaped quote, \\n no newline, 'quoted' and \"double\""
+    name = 'we`ird "col" name'
+    con = duckdb.connect()
+    duck = con.execute(f"SELECT {DUCKDB.string(text)} AS {DUCKDB.name_of(name)}")
+    assert duck.fetchone()[0] == text and duck.description[0][0] == name
+    row = spark.sql(f"SELECT {SPARK.string(text)} AS {SPARK.name_of(name)}").first()
+    assert row[0] == text and row.asDict() == {name: text}
+
+
 def build_spark(tmp_path, **flags):
     settings = dict(output_dir=str(tmp_path / "tables"), engine="spark", log_user_column="user",
                     log_order_column="ts", log_item_column="item")
@@ -238,6 +252,16 @@ def test_entry_point_builds_the_demo_on_spark(spark, tmp_path, capsys):
     with open(output / schema.MANIFEST_FILE) as handle:
         manifest = json.load(handle)
     assert manifest["engine"] == "spark" and manifest["flags"]["spark_master"] == "local[2]"
+
+
+def test_cluster_executors_get_the_drivers_code():
+    """Outside local mode the package travels with the job; the zip must hold what the writer imports."""
+    import zipfile
+
+    with zipfile.ZipFile(spark_session.package_archive()) as archive:
+        names = set(archive.namelist())
+    assert {"data_dumper/spark_shard_writer.py", "data_dumper/table_writer.py", "util/atomic.py"} <= names
+    assert not any(name.startswith("tests/") for name in names)
 
 
 def run_cli(repo_root, *args, env=None):
