@@ -1,6 +1,8 @@
 # Two jobs for a fresh machine: `make demo` runs the pipeline end to end on the
 # built-in demo data; `make test` runs the test suite. Both create (or reuse) a
-# virtual environment in .venv and install the package into it.
+# virtual environment in .venv and install the package into it, with the test
+# tools and the Spark extra (the Spark table-builder tests need PySpark; Java
+# comes from the system).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +17,7 @@ install: $(STAMP)
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,spark]"
 	touch $(STAMP)
 
 # Build the demo tables, pretrain SUMN (mhop; fresh random windows per batch,

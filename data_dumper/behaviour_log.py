@@ -1,11 +1,11 @@
-"""A behaviour log and its item words, loaded into DuckDB: the shape every reader leaves.
+"""A behaviour log and its item words, loaded into the engine: the shape every reader leaves.
 
 Every reader (the generic one here, ``movielens``, ``demo_data``) fills two
-DuckDB tables and returns a ``LoadedLog``:
+tables of the build's engine (DuckDB or Spark) and returns a ``LoadedLog``:
 
     events     user_id, order_key, item_id      one row per behaviour; the ids and
                                                 the order key keep their source types
-    item_text  item_key VARCHAR, words VARCHAR[] the item id as text -> its words,
+    item_text  item_key STRING, words STRING[]  the item id as text -> its words,
                                                  WITHOUT the item-id token
 
 ``create_item_words`` then gives every item of the log its words: the item-id
@@ -16,6 +16,8 @@ The generic reader takes a log file (Parquet or CSV with a header) and an
 optional item table with a text column (lower-cased, split on anything that is
 not a letter or a digit) or a token column (a list, or a string split on a
 separator); the flags name the columns. Everything is checked before use.
+Its SQL is written once for both engines (``sql_dialect``); the engine opens the
+files (``scan_file``) and turns its read failures into one-line errors.
 """
 
 import dataclasses
@@ -24,7 +26,7 @@ from typing import Optional
 import pyarrow as pa
 
 from data_dumper import input_files
-from data_dumper.sql import first_row, sql_name, sql_string
+from data_dumper.sql_dialect import STRING
 from util.errors import UserInputError
 
 EVENTS_TABLE = "events"
@@ -58,21 +60,23 @@ class LogSizes:
     num_items: int
 
 
-def text_words_sql(text_expression):
+def text_words_sql(dialect, text_expression):
     """SQL for the words of a text: lower-cased, split on non-alphanumerics, no empties."""
-    return (
-        f"list_filter(regexp_split_to_array(lower(coalesce({text_expression}, '')), "
-        f"{sql_string(TEXT_WORD_SPLIT)}), lambda w: w <> '')"
+    return dialect.array_filter(
+        dialect.regexp_split(f"lower(coalesce({text_expression}, ''))", TEXT_WORD_SPLIT), "w", "w <> ''"
     )
 
 
-def create_empty_item_text(con):
+def create_empty_item_text(engine):
     """An empty ``item_text`` table, for logs without an item table."""
-    con.execute(f"CREATE OR REPLACE TABLE {ITEM_TEXT_TABLE} (item_key VARCHAR, words VARCHAR[])")
+    empty = engine.dialect.empty_array(STRING)
+    engine.create_table(
+        ITEM_TEXT_TABLE, f"SELECT CAST(NULL AS STRING) AS item_key, {empty} AS words WHERE 1 = 0"
+    )
 
 
 def load_log_files(
-    con,
+    engine,
     log,
     user_column,
     order_column,
@@ -86,8 +90,10 @@ def load_log_files(
     """Loads a behaviour log file (and an optional item table) into ``events``/``item_text``.
 
     Args:
-      con: a DuckDB connection.
-      log: path of the behaviour log, Parquet or CSV with a header row.
+      engine: the build's table engine (``duckdb_session.DuckDBTables`` or
+        ``spark_session.SparkTables``); it opens the files, this function checks them.
+      log: path of the behaviour log, Parquet or CSV with a header (for Spark, any
+        path or folder it can read).
       user_column, order_column, item_column: the log's columns (user id: integer or
         string; order: number, date or timestamp; item id: integer or string).
       items: optional path of the item table, Parquet or CSV.
@@ -103,93 +109,90 @@ def load_log_files(
       UserInputError: a missing, empty or unreadable file, a missing column, a
         column of the wrong type, a null where a value is needed.
     """
-    input_files.require_file(log, "behaviour log --log")
-    log_format = input_files.detect_format(log)
-    scan = input_files.scan_sql(log, log_format)
-    types = input_files.column_types(con, scan, log)
+    dialect = engine.dialect
+    scan = engine.scan_file(log, "behaviour log --log")
+    types = scan.column_types
     input_files.require_column(
-        types, user_column, log, "--log_user_column", input_files.is_id_type, "integers or strings"
+        types, user_column, log, "--log_user_column", dialect.is_id_type, "integers or strings"
     )
     input_files.require_column(
-        types, order_column, log, "--log_order_column", input_files.is_order_type,
+        types, order_column, log, "--log_order_column", dialect.is_order_type,
         "numbers, dates or timestamps",
     )
     input_files.require_column(
-        types, item_column, log, "--log_item_column", input_files.is_id_type, "integers or strings"
+        types, item_column, log, "--log_item_column", dialect.is_id_type, "integers or strings"
     )
     columns = (user_column, order_column, item_column)
-    input_files.run_on_file(
-        con,
-        f"CREATE OR REPLACE TABLE {EVENTS_TABLE} AS SELECT "
-        f"{sql_name(user_column)} AS user_id, {sql_name(order_column)} AS order_key, "
-        f"{sql_name(item_column)} AS item_id FROM {scan}",
-        log,
-    )
-    num_events, num_nulls = first_row(
-        con,
-        f"SELECT count(*), count(*) FILTER (user_id IS NULL OR order_key IS NULL OR item_id IS NULL) "
+    with engine.reading(log):
+        engine.create_table(
+            EVENTS_TABLE,
+            f"SELECT {dialect.name_of(user_column)} AS user_id, {dialect.name_of(order_column)} AS order_key, "
+            f"{dialect.name_of(item_column)} AS item_id FROM {scan.relation}",
+        )
+    num_events, num_nulls = engine.first_row(
+        f"SELECT count(*), count(*) FILTER (WHERE user_id IS NULL OR order_key IS NULL OR item_id IS NULL) "
         f"FROM {EVENTS_TABLE}"
     )
     if num_events == 0:
         raise UserInputError(f"behaviour log {log} has no rows.")
     if num_nulls:
-        column, where = input_files.first_null(con, scan, columns, log_format)
-        raise UserInputError(f"column '{column}' of {log} is empty (null) at {where}.")
-    _require_single_line_ids(con, EVENTS_TABLE, "item_id", log, item_column)
+        column, where = engine.first_null(scan, columns)
+        raise UserInputError(f"column '{column}' of {log} is empty (null) {where}.")
+    _require_single_line_ids(engine, EVENTS_TABLE, "item_id", log, item_column)
 
     if items is None:
-        create_empty_item_text(con)
+        create_empty_item_text(engine)
         return LoadedLog(description=f"behaviour log {log} (no item table)")
-    _load_item_table(con, items, item_id_column, item_text_column, item_tokens_column, item_token_separator)
+    _load_item_table(
+        engine, items, item_id_column, item_text_column, item_tokens_column, item_token_separator
+    )
     return LoadedLog(description=f"behaviour log {log} with item table {items}")
 
 
-def _load_item_table(con, items, id_column, text_column, tokens_column, separator):
-    input_files.require_file(items, "item table --items")
-    items_format = input_files.detect_format(items)
-    scan = input_files.scan_sql(items, items_format)
-    types = input_files.column_types(con, scan, items)
+def _load_item_table(engine, items, id_column, text_column, tokens_column, separator):
+    dialect = engine.dialect
+    scan = engine.scan_file(items, "item table --items")
+    types = scan.column_types
     input_files.require_column(
-        types, id_column, items, "--item_id_column", input_files.is_id_type, "integers or strings"
+        types, id_column, items, "--item_id_column", dialect.is_id_type, "integers or strings"
     )
     if text_column is not None:
         input_files.require_column(
-            types, text_column, items, "--item_text_column", input_files.is_string_type, "strings"
+            types, text_column, items, "--item_text_column", dialect.is_string_type, "strings"
         )
-        words = text_words_sql(sql_name(text_column))
+        words = text_words_sql(dialect, dialect.name_of(text_column))
         words_column, words_flag = text_column, "--item_text_column"
     else:
         input_files.require_column(
             types, tokens_column, items, "--item_tokens_column",
-            lambda kind: input_files.is_token_list_type(kind) or input_files.is_string_type(kind),
+            lambda kind: dialect.is_token_list_type(kind) or dialect.is_string_type(kind),
             "a list of strings or integers, or a string of tokens",
         )
-        tokens = sql_name(tokens_column)
-        if input_files.is_string_type(types[tokens_column]):
-            tokens = f"string_split({tokens}, {sql_string(separator)})"
+        tokens = dialect.name_of(tokens_column)
+        if dialect.is_string_type(types[tokens_column]):
+            tokens = dialect.split_on(tokens, separator)
         # Tokens are words as given: only surrounding blanks and empty tokens go.
-        words = (
-            f"list_filter(list_transform(coalesce(CAST({tokens} AS VARCHAR[]), []), lambda t: trim(t)), "
-            f"lambda t: t <> '')"
+        trimmed = dialect.array_transform(
+            f"coalesce({dialect.cast_to_string_array(tokens)}, {dialect.empty_array(STRING)})",
+            "t", "trim(t)",
         )
+        words = dialect.array_filter(trimmed, "t", "t <> ''")
         words_column, words_flag = tokens_column, "--item_tokens_column"
-    input_files.run_on_file(
-        con,
-        f"CREATE OR REPLACE TABLE {ITEM_TEXT_TABLE} AS SELECT "
-        f"CAST({sql_name(id_column)} AS VARCHAR) AS item_key, {words} AS words FROM {scan}",
-        items,
-    )
-    num_items, num_null_ids = first_row(
-        con,
-        f"SELECT count(*), count(*) FILTER (item_key IS NULL) FROM {ITEM_TEXT_TABLE}"
+    with engine.reading(items):
+        engine.create_table(
+            ITEM_TEXT_TABLE,
+            f"SELECT CAST({dialect.name_of(id_column)} AS STRING) AS item_key, {words} AS words "
+            f"FROM {scan.relation}",
+        )
+    num_items, num_null_ids = engine.first_row(
+        f"SELECT count(*), count(*) FILTER (WHERE item_key IS NULL) FROM {ITEM_TEXT_TABLE}"
     )
     if num_items == 0:
         raise UserInputError(f"item table {items} has no rows.")
     if num_null_ids:
-        _, where = input_files.first_null(con, scan, (id_column,), items_format)
-        raise UserInputError(f"column '{id_column}' of {items} is empty (null) at {where}.")
-    duplicate = first_row(
-        con,
+        _, where = engine.first_null(scan, (id_column,))
+        raise UserInputError(f"column '{id_column}' of {items} is empty (null) {where}.")
+    duplicate = engine.first_row(
         f"SELECT item_key FROM {ITEM_TEXT_TABLE} GROUP BY item_key HAVING count(*) > 1 "
         f"ORDER BY item_key LIMIT 1"
     )
@@ -198,11 +201,9 @@ def _load_item_table(con, items, id_column, text_column, tokens_column, separato
             f"column '{id_column}' of {items} holds item id {duplicate[0]} more than once."
         )
     # The vocabulary file is one word per line, so a word must not hold a line break.
-    broken = first_row(
-        con,
-        f"SELECT item_key FROM {ITEM_TEXT_TABLE} "
-        f"WHERE list_bool_or(list_transform(words, lambda w: w LIKE '%' || chr(10) || '%' "
-        f"OR w LIKE '%' || chr(13) || '%')) ORDER BY item_key LIMIT 1"
+    line_break = dialect.array_any("words", "w", f"{_HAS_LINE_BREAK.format('w')}")
+    broken = engine.first_row(
+        f"SELECT item_key FROM {ITEM_TEXT_TABLE} WHERE {line_break} ORDER BY item_key LIMIT 1"
     )
     if broken:
         raise UserInputError(
@@ -211,12 +212,14 @@ def _load_item_table(con, items, id_column, text_column, tokens_column, separato
         )
 
 
-def _require_single_line_ids(con, table, column, path, source_column):
-    found = first_row(
-        con,
-        f"SELECT CAST({column} AS VARCHAR) FROM {table} "
-        f"WHERE contains(CAST({column} AS VARCHAR), chr(10)) "
-        f"OR contains(CAST({column} AS VARCHAR), chr(13)) LIMIT 1"
+# SQL (both dialects) that is true when the text {0} holds a line feed or a carriage return.
+_HAS_LINE_BREAK = "(instr({0}, chr(10)) > 0 OR instr({0}, chr(13)) > 0)"
+
+
+def _require_single_line_ids(engine, table, column, path, source_column):
+    text = f"CAST({column} AS STRING)"
+    found = engine.first_row(
+        f"SELECT {text} FROM {table} WHERE {_HAS_LINE_BREAK.format(text)} LIMIT 1"
     )
     if found:
         raise UserInputError(
@@ -225,30 +228,32 @@ def _require_single_line_ids(con, table, column, path, source_column):
         )
 
 
-def log_sizes(con):
+def log_sizes(engine):
     """Counts of events, distinct users and distinct items in ``events``."""
-    num_events, num_users, num_items = first_row(
-        con,
+    num_events, num_users, num_items = engine.first_row(
         f"SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id) FROM {EVENTS_TABLE}"
     )
     return LogSizes(num_events=num_events, num_users=num_users, num_items=num_items)
 
 
-def order_key_type(con):
-    """The DuckDB type of ``events.order_key`` (for reading ``--split_time``)."""
-    return first_row(con, f"SELECT typeof(order_key) FROM {EVENTS_TABLE} LIMIT 1")[0]
+def order_key_type(engine):
+    """The engine's type name of ``events.order_key`` (for reading ``--split_time``)."""
+    return engine.first_row(f"SELECT typeof(order_key) FROM {EVENTS_TABLE} LIMIT 1")[0]
 
 
-def create_item_words(con, max_words_per_query):
+def create_item_words(engine, max_words_per_query):
     """Fills ``item_words(item_id, words)``: each log item's first ``max_words_per_query`` words.
 
     The id token comes first, then the item's words from ``item_text``.
     """
-    con.execute(
-        f"CREATE OR REPLACE TABLE {ITEM_WORDS_TABLE} AS "
-        f"SELECT e.item_id, list_slice("
-        f"  [{sql_string(ITEM_TOKEN_PREFIX)} || CAST(e.item_id AS VARCHAR)] || coalesce(t.words, []),"
-        f"  1, {int(max_words_per_query)}) AS words "
+    dialect = engine.dialect
+    id_token = f"{dialect.string(ITEM_TOKEN_PREFIX)} || CAST(e.item_id AS STRING)"
+    words = dialect.concat_arrays(
+        dialect.array_of(id_token), f"coalesce(t.words, {dialect.empty_array(STRING)})"
+    )
+    engine.create_table(
+        ITEM_WORDS_TABLE,
+        f"SELECT e.item_id, {dialect.array_head(words, int(max_words_per_query))} AS words "
         f"FROM (SELECT DISTINCT item_id FROM {EVENTS_TABLE}) e "
-        f"LEFT JOIN {ITEM_TEXT_TABLE} t ON t.item_key = CAST(e.item_id AS VARCHAR)"
+        f"LEFT JOIN {ITEM_TEXT_TABLE} t ON t.item_key = CAST(e.item_id AS STRING)",
     )

@@ -8,7 +8,7 @@ import dataclasses
 from typing import Optional
 
 from contracts import schema
-from data_dumper import demo_data
+from data_dumper import demo_data, table_engine
 from data_dumper.movielens import AUTO as MOVIELENS_AUTO
 from data_dumper.movielens import LAYOUTS as MOVIELENS_LAYOUTS
 from util.errors import UserInputError
@@ -57,6 +57,10 @@ class BuildConfig:
     # Output.
     num_shards: int = 4
     format: str = schema.PARQUET
+    # Engine: DuckDB (one machine) or Spark (a cluster, or local[N]).
+    engine: str = table_engine.DUCKDB
+    spark_master: Optional[str] = None
+    spark_driver_memory: Optional[str] = None
     # DuckDB.
     duckdb_memory_limit: str = "4GB"
     duckdb_temp_directory: Optional[str] = None
@@ -130,6 +134,14 @@ class BuildConfig:
                 f"--max_vocabulary={self.max_vocabulary} must be more than {schema.FIRST_WORD_ID} "
                 f"(ids 0 and 1 are <pad> and <oov>)."
             )
+        if self.engine not in table_engine.ENGINES:
+            raise UserInputError(
+                f"--engine={self.engine} is not one of {', '.join(table_engine.ENGINES)}."
+            )
+        if self.engine != table_engine.SPARK:
+            for flag in ("spark_master", "spark_driver_memory"):
+                if getattr(self, flag) is not None:
+                    raise UserInputError(f"--{flag} goes with --engine=spark.")
         if self.format not in schema.FORMATS:
             raise UserInputError(f"--format={self.format} is not one of {', '.join(schema.FORMATS)}.")
         if self.duckdb_threads is not None and self.duckdb_threads < 1:

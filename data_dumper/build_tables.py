@@ -1,7 +1,8 @@
 """Builds a SUMN table folder from a behaviour log: the orchestration of one build.
 
 ``build_tables(config)`` runs the stages in order: read the behaviours (demo,
-MovieLens or a generic log) into DuckDB, give items their words, build the
+MovieLens or a generic log) into the engine (``--engine``: DuckDB on one machine,
+Spark on a cluster; ``table_engine``), give items their words, build the
 vocabulary and the item index, cut each user's windows, then write vocabulary,
 item index, shards (training, inference and item sequences), labels and
 manifest into a temporary folder that replaces ``--output_dir`` only when all is
@@ -20,9 +21,9 @@ from data_dumper import (
     behaviour_log,
     build_config,
     demo_data,
-    duckdb_session,
     movielens,
     sequences,
+    table_engine,
     table_writer,
     vocabulary,
     windows,
@@ -50,10 +51,14 @@ def check_output_dir(output_dir, overwrite):
     check_overwritable(output_dir, schema.TABLE_FOLDER, "--output_dir")
 
 
-def _load_source(con, config):
+# The tables every reader leaves (behaviour_log.py).
+_READER_TABLES = (behaviour_log.EVENTS_TABLE, behaviour_log.ITEM_TEXT_TABLE)
+
+
+def _load_source(engine, config):
     if config.source == build_config.SOURCE_LOG:
         return behaviour_log.load_log_files(
-            con,
+            engine,
             config.log,
             config.log_user_column,
             config.log_order_column,
@@ -64,9 +69,12 @@ def _load_source(con, config):
             item_tokens_column=config.item_tokens_column,
             item_token_separator=config.item_token_separator,
         )
-    if config.source == build_config.SOURCE_MOVIELENS:
-        return movielens.load_movielens(con, config.movielens, config.movielens_layout)
-    return demo_data.load_demo(con, config.seed, config.demo_users, config.demo_items)
+    # The MovieLens and demo readers are DuckDB code over local files; another
+    # engine takes their tables over.
+    with engine.local_reader(_READER_TABLES) as con:
+        if config.source == build_config.SOURCE_MOVIELENS:
+            return movielens.load_movielens(con, config.movielens, config.movielens_layout)
+        return demo_data.load_demo(con, config.seed, config.demo_users, config.demo_items)
 
 
 def build_tables(config, log=print):
@@ -87,10 +95,8 @@ def build_tables(config, log=print):
     check_output_dir(config.output_dir, config.overwrite)
 
     try:
-        with duckdb_session.duckdb_connection(
-            config.duckdb_memory_limit, config.duckdb_temp_directory, config.duckdb_threads
-        ) as con:
-            manifest = _build(config, con, log, started)
+        with table_engine.open_engine(config) as engine:
+            manifest = _build(config, engine, log, started)
     except duckdb.OutOfMemoryException as error:
         raise UserInputError(
             f"DuckDB ran out of memory under --duckdb_memory_limit={config.duckdb_memory_limit}; "
@@ -106,34 +112,34 @@ def build_tables(config, log=print):
     return manifest
 
 
-def _build(config, con, log, started):
-    """The stages of ``build_tables`` inside one DuckDB connection; returns the manifest."""
+def _build(config, engine, log, started):
+    """The stages of ``build_tables`` on one table engine; returns the manifest."""
     if config.source == build_config.SOURCE_DEMO and not config.demo:
         log("no --log or --movielens given: building the demo data (see --demo)")
-    log(f"reading {_source_name(config)}")
-    loaded = _load_source(con, config)
-    sizes = behaviour_log.log_sizes(con)
+    log(f"reading {_source_name(config)} with {engine.name} {engine.version}")
+    loaded = _load_source(engine, config)
+    sizes = behaviour_log.log_sizes(engine)
     log(
         f"read {sizes.num_events:,} behaviours of {sizes.num_users:,} users on "
         f"{sizes.num_items:,} items ({time.perf_counter() - started:.1f} s)"
     )
 
-    behaviour_log.create_item_words(con, config.max_words_per_query)
-    vocab = vocabulary.build_vocabulary(con, config.min_count, config.max_vocabulary)
+    behaviour_log.create_item_words(engine, config.max_words_per_query)
+    vocab = vocabulary.build_vocabulary(engine, config.min_count, config.max_vocabulary)
     log(
         f"vocabulary: {vocab.size:,} ids ({vocab.num_distinct_words:,} distinct words, "
         f"{vocab.num_oov_words:,} below --min_count={config.min_count} or past "
         f"--max_vocabulary map to <oov>) ({time.perf_counter() - started:.1f} s)"
     )
 
-    item_index = sequences.build_item_index(con)
+    item_index = sequences.build_item_index(engine)
     log(
         f"item index: {item_index.num_item_ids:,} ids ({item_index.num_items:,} items, most "
         f"frequent first, after <pad>, <mask>, <cls>)"
     )
 
     prepared = windows.create_windows(
-        con,
+        engine,
         config.max_query_per_week,
         config.target_length,
         config.num_shards,
@@ -149,7 +155,7 @@ def _build(config, con, log, started):
         f"({time.perf_counter() - started:.1f} s)"
     )
 
-    item_sequences = sequences.create_sequences(con, config.max_items_per_user)
+    item_sequences = sequences.create_sequences(engine, config.max_items_per_user)
     log(
         f"item sequences: {item_sequences.num_users:,} users with a history, the "
         f"{config.max_items_per_user:,} most recent items each (--max_items_per_user)"
@@ -157,18 +163,18 @@ def _build(config, con, log, started):
 
     log(f"writing {config.num_shards} {config.format} shards per table to {config.output_dir}")
     with atomic_directory(config.output_dir) as staging:
-        vocabulary.write_vocabulary(con, os.path.join(staging, schema.VOCABULARY_FILE))
-        sequences.write_item_index(con, os.path.join(staging, schema.ITEM_INDEX_FILE))
-        train_files = table_writer.write_table_shards(
-            con, prepared.training_rows_sql, schema.TRAINING_SCHEMA,
+        vocabulary.write_vocabulary(engine, os.path.join(staging, schema.VOCABULARY_FILE))
+        sequences.write_item_index(engine, os.path.join(staging, schema.ITEM_INDEX_FILE))
+        train_files = engine.write_table_shards(
+            prepared.training_rows_sql, schema.TRAINING_SCHEMA,
             os.path.join(staging, schema.TRAIN_SUBDIR), config.num_shards, config.format,
         )
-        inference_files = table_writer.write_table_shards(
-            con, prepared.inference_rows_sql, schema.INFERENCE_SCHEMA,
+        inference_files = engine.write_table_shards(
+            prepared.inference_rows_sql, schema.INFERENCE_SCHEMA,
             os.path.join(staging, schema.INFERENCE_SUBDIR), config.num_shards, config.format,
         )
-        sequence_files = table_writer.write_table_shards(
-            con, item_sequences.rows_sql, schema.SEQUENCE_SCHEMA,
+        sequence_files = engine.write_table_shards(
+            item_sequences.rows_sql, schema.SEQUENCE_SCHEMA,
             os.path.join(staging, schema.SEQUENCES_SUBDIR), config.num_shards, config.format,
         )
         if loaded.labels is not None:
@@ -178,8 +184,8 @@ def _build(config, con, log, started):
             schema.INFERENCE_SUBDIR: [f"{schema.INFERENCE_SUBDIR}/{name}" for name in inference_files],
             schema.SEQUENCES_SUBDIR: [f"{schema.SEQUENCES_SUBDIR}/{name}" for name in sequence_files],
         }
-        manifest = _manifest(config, loaded, sizes, vocab, window_stats, item_index, item_sequences,
-                             files)
+        manifest = _manifest(config, engine, loaded, sizes, vocab, window_stats, item_index,
+                             item_sequences, files)
         write_text_atomically(
             os.path.join(staging, schema.MANIFEST_FILE), json.dumps(manifest, indent=2) + "\n"
         )
@@ -194,9 +200,11 @@ def _source_name(config):
     return "the built-in demo generator"
 
 
-def _manifest(config, loaded, sizes, vocab, window_stats, item_index, item_sequences, files):
+def _manifest(config, engine, loaded, sizes, vocab, window_stats, item_index, item_sequences, files):
     return {
         "schema_version": schema.SCHEMA_VERSION,
+        "engine": engine.name,
+        "engine_version": engine.version,
         "source": loaded.description,
         "format": config.format,
         "vocabulary_file": schema.VOCABULARY_FILE,

@@ -1,4 +1,5 @@
-"""The DuckDB connection a table build runs in: bounded memory, a private scratch folder.
+"""The DuckDB connection a table build runs in (bounded memory, a private scratch folder), and
+``DuckDBTables``, the table engine over it.
 
 The build's working tables live in a DuckDB database file in a fresh scratch
 folder, and DuckDB spills intermediate results there too (``temp_directory``):
@@ -14,7 +15,8 @@ import tempfile
 
 import duckdb
 
-from data_dumper.sql import sql_string
+from data_dumper import input_files, sql_dialect, table_engine, table_writer
+from data_dumper.sql import first_row, sql_string
 from util.errors import UserInputError
 
 
@@ -61,3 +63,54 @@ def duckdb_connection(memory_limit="4GB", temp_directory=None, threads=None):
         con.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
+
+
+class DuckDBTables:
+    """The table engine (``table_engine``) over one DuckDB connection."""
+
+    name = table_engine.DUCKDB
+    dialect = sql_dialect.DUCKDB
+    version = duckdb.__version__
+
+    def __init__(self, con):
+        self.con = con
+
+    def create_table(self, name, sql):
+        self.con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}")
+
+    def first_row(self, sql):
+        return first_row(self.con, sql)
+
+    def to_arrow(self, sql):
+        return self.con.sql(sql).to_arrow_table()
+
+    def scan_file(self, path, what):
+        """Opens a local Parquet or CSV file (checked to exist and not be empty)."""
+        input_files.require_file(path, what)
+        file_format = input_files.detect_format(path)
+        relation = input_files.scan_sql(path, file_format)
+        types = input_files.column_types(self.con, relation, path)
+        return table_engine.FileScan(path, relation, file_format, types)
+
+    @contextlib.contextmanager
+    def reading(self, path):
+        try:
+            yield
+        except input_files.FILE_ERRORS as error:
+            raise input_files.read_error(path, error) from error
+
+    def first_null(self, scan, columns):
+        column, where = input_files.first_null(self.con, scan.relation, columns, scan.file_format)
+        return column, f"at {where}"
+
+    @contextlib.contextmanager
+    def local_reader(self, tables):
+        """The DuckDB readers write straight into this connection."""
+        del tables  # already where the table logic looks for them
+        yield self.con
+
+    def write_table_shards(self, rows_sql, table_schema, folder, num_shards, file_format):
+        """One shard at a time, each streamed from its own query (``rows_sql(shard)``)."""
+        return table_writer.write_table_shards(
+            self.con, rows_sql, table_schema, folder, num_shards, file_format
+        )

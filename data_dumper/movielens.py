@@ -26,7 +26,7 @@ so both datasets pose the same 7-class age task. ``occupation`` is ml-1m's code
 
 import os
 
-from data_dumper import behaviour_log, input_files
+from data_dumper import behaviour_log, input_files, sql_dialect
 from data_dumper.sql import first_row, sql_string
 from util.errors import UserInputError
 
@@ -186,7 +186,7 @@ def _movie_words_sql(title, genres, fallback_year="NULL"):
     )
     return (
         f"list_transform(list_filter({genres}, lambda g: trim(g) <> ''), lambda g: {genre_token})"
-        f" || {behaviour_log.text_words_sql(bare_title)}"
+        f" || {behaviour_log.text_words_sql(sql_dialect.DUCKDB, bare_title)}"
         f" || CASE WHEN {year} IS NULL THEN []::VARCHAR[] ELSE ['year:' || {year}] END"
     )
 

@@ -1,8 +1,10 @@
 """Writes one table (training, inference or sequences) as shard files: Parquet or TFRecord.
 
-Rows stream out of DuckDB shard by shard as Arrow record batches, in the order
-the query fixes, so the files are the same on every run. Each shard is written
-under a temporary name and renamed. Parquet shards carry exactly
+``write_shard_file`` writes one shard from Arrow record batches; both engines
+write through it (DuckDB here, shard by shard; Spark from one task per shard,
+``spark_shard_writer``), so their files carry the same schema and encoding.
+Rows come in the order the query fixes, so the files are the same on every run.
+Each shard is written under a temporary name and renamed. Parquet shards carry exactly
 ``schema.TRAINING_SCHEMA`` / ``schema.INFERENCE_SCHEMA`` /
 ``schema.SEQUENCE_SCHEMA``; TFRecord shards hold one ``tf.train.Example`` per
 row, flattened as ``contracts/schema.py`` documents. TensorFlow is imported
@@ -29,7 +31,7 @@ def write_table_shards(con, shard_rows_sql, table_schema, folder, num_shards, fi
     Args:
       con: a DuckDB connection.
       shard_rows_sql: ``shard index -> SQL`` yielding that shard's rows with the
-        columns of ``table_schema``, in a fixed order.
+        columns of ``table_schema`` (and possibly more), in a fixed order.
       table_schema: ``schema.TRAINING_SCHEMA``, ``schema.INFERENCE_SCHEMA`` or
         ``schema.SEQUENCE_SCHEMA``.
       folder: where the shards go (created if needed).
@@ -44,14 +46,40 @@ def write_table_shards(con, shard_rows_sql, table_schema, folder, num_shards, fi
     for index in range(num_shards):
         name = schema.shard_name(index, num_shards, file_format)
         reader = con.sql(shard_rows_sql(index)).to_arrow_reader(BATCH_ROWS)
-        batches = (batch.cast(table_schema) for batch in reader)
-        with atomic_path(os.path.join(folder, name)) as temporary:
-            if file_format == schema.PARQUET:
-                _write_parquet(batches, table_schema, temporary)
-            else:
-                _write_tfrecord(batches, temporary, table_schema)
+        write_shard_file(reader, table_schema, os.path.join(folder, name), file_format)
         names.append(name)
     return names
+
+
+def write_shard_file(batches, table_schema, path, file_format):
+    """Writes one shard file from Arrow record batches, atomically (temporary name, then rename).
+
+    Args:
+      batches: record batches holding at least the columns of ``table_schema``
+        (others, such as the placement columns, are dropped), in row order.
+      table_schema: the shard's schema; each batch is cast to it exactly, so
+        field names, nullability and list types are the contract's whatever
+        engine produced the batches.
+      path: the shard file to write.
+      file_format: ``schema.PARQUET`` or ``schema.TFRECORD``.
+
+    Returns:
+      The number of rows written.
+    """
+    written = 0
+
+    def exact(batches):
+        nonlocal written
+        for batch in batches:
+            written += batch.num_rows
+            yield batch.select(table_schema.names).cast(table_schema)
+
+    with atomic_path(path) as temporary:
+        if file_format == schema.PARQUET:
+            _write_parquet(exact(batches), table_schema, temporary)
+        else:
+            _write_tfrecord(exact(batches), temporary, table_schema)
+    return written
 
 
 def _write_parquet(batches, table_schema, path):
@@ -75,7 +103,7 @@ def _write_tfrecord(batches, path, table_schema):
     with tf.io.TFRecordWriter(path) as writer:
         for batch in batches:
             for example in examples(batch, tf):
-                writer.write(example.SerializeToString())
+                writer.write(example.SerializeToString(deterministic=True))
 
 
 def _int64_feature(tf, values):

@@ -2,7 +2,7 @@
 
 Records are shuffled and batched as serialized strings, and a whole batch is
 parsed by one ``tf.io.parse_example`` call (C++), so no Python runs per
-record. The flattened Example layout is documented in data_dumper/schema.py.
+record. The flattened Example layout is documented in contracts/schema.py.
 """
 
 import tensorflow as tf

@@ -4,6 +4,8 @@
     python main/build_tables.py --movielens=../shared/data/ml-1m --output_dir=runs/ml1m/tables
     python main/build_tables.py --log=events.parquet --log_order_column=ts \\
         --items=items.csv --item_text_column=title --output_dir=runs/mine/tables
+    python main/build_tables.py --engine=spark --spark_master=local[2] --demo --output_dir=runs/demo/tables_spark
+    spark-submit main/build_tables.py --engine=spark --log=s3a://bucket/events/ --output_dir=/shared/tables
 
 Writes ``--output_dir`` as ``contracts/schema.py`` documents: vocabulary.txt,
 items.txt, train/, inference/ and sequences/ shards, labels.parquet (demo and
@@ -13,7 +15,7 @@ MovieLens) and manifest.json. A bad flag or input prints ``error: ...`` and exit
 import argparse
 
 from contracts import schema
-from data_dumper import demo_data, movielens
+from data_dumper import demo_data, movielens, table_engine
 from data_dumper.build_config import BuildConfig
 from data_dumper.build_tables import build_tables
 from main.flags.common import FlagHelpFormatter, add_history_limit_flags
@@ -100,6 +102,20 @@ def parse_flags(argv=None):
                             "(default: %(default)s)")
     vocab.add_argument("--max_vocabulary", type=int, default=None,
                        help="most ids in all, <pad> and <oov> included (default: no cap)")
+
+    engines = parser.add_argument_group("engine")
+    engines.add_argument("--engine", default=table_engine.DUCKDB, choices=table_engine.ENGINES,
+                         help="what runs the SQL: duckdb on this machine, or spark (local[N] or a "
+                              "cluster; pip install '.[spark]', needs Java 17+); both write the same "
+                              "tables (default: %(default)s)")
+    engines.add_argument("--spark_master", default=None,
+                         help="Spark master URL, e.g. local[2], yarn, spark://host:7077; ignored when "
+                              "a SparkSession is already active (default: spark-submit's --master, "
+                              "else local[*])")
+    engines.add_argument("--spark_driver_memory", default=None,
+                         help="memory of the Spark driver JVM, e.g. 4g; in local mode it holds the "
+                              "executors too (default: Spark's, 1g; ignored under spark-submit, "
+                              "which takes --driver-memory)")
 
     engine = parser.add_argument_group("DuckDB")
     engine.add_argument("--duckdb_memory_limit", default="4GB",

@@ -26,3 +26,20 @@ def ml1m_dir():
     if not os.path.exists(os.path.join(ML1M_DIR, "events.parquet")):
         pytest.skip(f"MovieLens-1M is not present at {ML1M_DIR} (it is never copied into the project)")
     return ML1M_DIR
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] SparkSession for every Spark test; they skip, saying why, without PySpark or Java."""
+    pytest.importorskip("pyspark", reason="PySpark is not installed (pip install '.[spark]')")
+    from data_dumper import java_runtime, spark_session
+
+    reason = java_runtime.missing_java_reason()
+    if reason:
+        pytest.skip(f"Spark needs Java: {reason}")
+    session = spark_session.start_session("local[2]")
+    session.sparkContext.setLogLevel("ERROR")
+    # The tests' inputs are tiny: two shuffle partitions halve a build's time.
+    session.conf.set("spark.sql.shuffle.partitions", "2")
+    yield session
+    session.stop()
