@@ -2,7 +2,7 @@
 
 ``build_tables(config)`` runs the stages in order: read the behaviours (demo,
 MovieLens or a generic log) into the engine (``--engine``: DuckDB on one machine,
-Spark on a cluster; ``table_engine``), give items their words, build the
+Spark on a cluster; ``open_table_engine``), give items their words, build the
 vocabulary and the item index, cut each user's windows, then write vocabulary,
 item index, shards (training, inference and item sequences), labels and
 manifest into a temporary folder that replaces ``--output_dir`` only when all is
@@ -23,11 +23,11 @@ from data_dumper import (
     demo_data,
     movielens,
     sequences,
-    table_engine,
     table_writer,
     vocabulary,
     windows,
 )
+from data_dumper.open_table_engine import open_engine
 from util.atomic import atomic_directory, write_text_atomically
 from util.errors import UserInputError
 from util.output_folder import check_overwritable, check_writable
@@ -95,7 +95,7 @@ def build_tables(config, log=print):
     check_output_dir(config.output_dir, config.overwrite)
 
     try:
-        with table_engine.open_engine(config) as engine:
+        with open_engine(config) as engine:
             manifest = _build(config, engine, log, started)
     except duckdb.OutOfMemoryException as error:
         raise UserInputError(

@@ -1,4 +1,4 @@
-"""What the table logic asks of an engine (DuckDB or Spark), and how a build picks one.
+"""What the table logic asks of an engine (DuckDB or Spark); ``open_table_engine`` picks one.
 
 The windowing, vocabulary and sequence logic (``behaviour_log``, ``vocabulary``,
 ``windows``, ``sequences``) is SQL text written once; an engine runs it. Both
@@ -19,10 +19,7 @@ The windowing, vocabulary and sequence logic (``behaviour_log``, ``vocabulary``,
                                     write one table's shard files; returns their names
 """
 
-import contextlib
 import dataclasses
-
-from util.errors import UserInputError
 
 DUCKDB = "duckdb"
 SPARK = "spark"
@@ -44,23 +41,3 @@ class FileScan:
     relation: str
     file_format: str
     column_types: dict
-
-
-@contextlib.contextmanager
-def open_engine(config):
-    """Yields the table engine ``config.engine`` names, set up from ``config``'s flags."""
-    if config.engine == SPARK:
-        # Imported here: PySpark is an optional extra, and DuckDB builds never need it.
-        from data_dumper import spark_session
-
-        with spark_session.spark_tables(config) as engine:
-            yield engine
-        return
-    if config.engine != DUCKDB:
-        raise UserInputError(f"--engine={config.engine} is not one of {', '.join(ENGINES)}.")
-    from data_dumper import duckdb_session
-
-    with duckdb_session.duckdb_connection(
-        config.duckdb_memory_limit, config.duckdb_temp_directory, config.duckdb_threads
-    ) as con:
-        yield duckdb_session.DuckDBTables(con)
