@@ -7,6 +7,10 @@ match it by reading every tensor back: TensorFlow verifies each tensor's
 checksum, and a truncated data file or index cannot be read at all.
 """
 
+import contextlib
+import gc
+import logging
+
 import tensorflow as tf
 
 from contracts.run_folder import checkpoint_files
@@ -14,6 +18,24 @@ from contracts.run_folder import checkpoint_files
 # What TensorFlow raises for a truncated or corrupted checkpoint file (IndexError:
 # "Read less bytes than requested" from a short data file).
 READ_ERRORS = (tf.errors.OpError, IndexError, ValueError)
+
+
+@contextlib.contextmanager
+def tensorflow_warnings_silenced():
+    """TensorFlow's own warnings held back while a checkpoint is read; the caller reports in one line.
+
+    TensorFlow logs a warning for an unparsable state file and then ignores it,
+    and a failed restore leaves a restore coordinator that lists every
+    unmatched checkpoint value when it is garbage collected (hence the collect).
+    """
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        gc.collect()
+        logger.setLevel(level)
 
 
 def _first_line(error):

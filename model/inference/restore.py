@@ -7,9 +7,6 @@ back from the checkpoint; a model that does not match it (another
 that silently encodes with freshly initialised weights.
 """
 
-import contextlib
-import gc
-import logging
 import os
 
 import keras
@@ -17,7 +14,12 @@ import tensorflow as tf
 
 from contracts.run_folder import CHECKPOINT_NAME, RUN_CONFIG_FILE, checkpoint_path, checkpoint_steps
 from model import registry
-from model.checkpoint_integrity import READ_ERRORS, damage, non_finite_variables
+from model.checkpoint_integrity import (
+    READ_ERRORS,
+    damage,
+    non_finite_variables,
+    tensorflow_warnings_silenced,
+)
 from util.errors import UserInputError
 
 _MAX_LISTED_STEPS = 20
@@ -80,21 +82,6 @@ def hop_index(hop, num_hops):
     return (hop or num_hops) - 1
 
 
-@contextlib.contextmanager
-def _quiet_tensorflow_warnings():
-    # A failed restore leaves a restore coordinator that lists every
-    # unmatched checkpoint value when it is garbage collected; the user gets
-    # one clear error instead.
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        gc.collect()
-        logger.setLevel(level)
-
-
 def build_run_model(run_config, config_dir=None):
     """The model a run configuration describes, through its family's registration (random weights)."""
     where = os.path.join(config_dir, RUN_CONFIG_FILE) if config_dir else RUN_CONFIG_FILE
@@ -127,7 +114,7 @@ def restore_model(run_config, prefix, config_dir=None):
     """
     where = os.path.join(config_dir, RUN_CONFIG_FILE) if config_dir else RUN_CONFIG_FILE
     model = build_run_model(run_config, config_dir)
-    with _quiet_tensorflow_warnings():
+    with tensorflow_warnings_silenced():
         checkpoint = tf.train.Checkpoint(model=model)
         try:
             status = checkpoint.read(prefix)

@@ -5,8 +5,6 @@ updates its ``checkpoint`` index last, so a run killed at any moment (even by
 SIGKILL) resumes from its last complete checkpoint.
 """
 
-import contextlib
-import logging
 import os
 import shutil
 import sys
@@ -23,7 +21,12 @@ from contracts.run_folder import (
     checkpoint_steps,
     unfinished_checkpoint_folders,
 )
-from model.checkpoint_integrity import READ_ERRORS, damage, non_finite_variables
+from model.checkpoint_integrity import (
+    READ_ERRORS,
+    damage,
+    non_finite_variables,
+    tensorflow_warnings_silenced,
+)
 from util.distribution import is_chief, worker_role
 from util.errors import UserInputError
 from util.output_folder import remove_for_overwrite
@@ -32,19 +35,6 @@ from util.run_config import read_run_config
 
 def _note(line):
     print(f"note: {line}", file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def _quiet_tensorflow_warnings():
-    # TensorFlow logs a warning for an unparsable state file and then ignores it;
-    # the run says what it does about it in one line of its own.
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def recorded_step(checkpoint_dir):
@@ -56,7 +46,7 @@ def recorded_step(checkpoint_dir):
     state_file = os.path.join(checkpoint_dir, CHECKPOINT_STATE_FILE)
     if not os.path.exists(state_file):
         return None, None
-    with _quiet_tensorflow_warnings():
+    with tensorflow_warnings_silenced():
         try:
             state = tf.train.get_checkpoint_state(checkpoint_dir)
         except (tf.errors.OpError, ValueError) as error:
@@ -126,7 +116,7 @@ class RunCheckpoints:
             task_type, task_id, _ = worker_role()
             directory = tempfile.mkdtemp(prefix=f"ckpt-{task_type}-{task_id}-")
         self._directory = directory
-        with _quiet_tensorflow_warnings():  # restore_latest reports a damaged state file
+        with tensorflow_warnings_silenced():  # restore_latest reports a damaged state file
             self.manager = tf.train.CheckpointManager(
                 self.checkpoint, directory, max_to_keep=keep, checkpoint_name=CHECKPOINT_NAME)
 
