@@ -3,7 +3,8 @@
 A pretraining run folder holds ``model_arch.json`` (the resolved configuration,
 ``util/run_config.py``) and TensorFlow checkpoints ``ckpt-<step>.index`` /
 ``ckpt-<step>.data-*``; a task folder holds ``task.json`` and the checkpoint of
-the task's own variables, ``task-params.*``. Inference and fine-tuning find
+the task's own variables, ``task-params.*``; a continual folder holds
+``continual.json``, ``backbone.*`` and ``head-<task>.*``. Inference and fine-tuning find
 checkpoints through these names, never through the training code.
 
 Every folder kind a tool writes is also described as a ``FolderKind``: its
@@ -31,6 +32,11 @@ USER_VECTORS_SUBDIR = "user_vectors"
 TASK_FILE = "task.json"
 TASK_PARAMS_PREFIX = "task-params"
 TASK_METRICS_FILE = "metrics.json"
+# A continual model folder (main/continual.py): the task manifest, the shared backbone
+# checkpoint (with every task's kernel masks, packed as bits) and one head checkpoint per task.
+CONTINUAL_MANIFEST_FILE = "continual.json"
+CONTINUAL_BACKBONE_PREFIX = "backbone"
+CONTINUAL_HEAD_PREFIX = "head"
 INFERENCE_SUMMARY_FILE = "inference.json"
 INFERENCE_SETTINGS_FILE = "_inference_settings.json"
 # A folder's lock sits BESIDE it (<parent>/.<name>.lock): emptying or replacing the folder
@@ -77,6 +83,11 @@ TASK_RUN = FolderKind(
     what="a task folder", written_by="main/finetune.py",
     markers=(TASK_FILE,),
     entries=(TASK_FILE, TASK_METRICS_FILE, f"{TASK_PARAMS_PREFIX}.*"))
+CONTINUAL_RUN = FolderKind(
+    what="a continual model folder", written_by="main/continual.py",
+    markers=(CONTINUAL_MANIFEST_FILE,),
+    entries=(CONTINUAL_MANIFEST_FILE, f"{CONTINUAL_BACKBONE_PREFIX}.*",
+             f"{CONTINUAL_HEAD_PREFIX}-*.*"))
 # Output shards are named after the input shards, which can be anything, so an inference
 # folder is recognised by its settings file only; its --overwrite removes only its own shards.
 INFERENCE_OUTPUTS = FolderKind(
@@ -113,6 +124,11 @@ def unfinished_checkpoint_folders(checkpoint_dir):
         return []
     return sorted(os.path.join(checkpoint_dir, name) for name in names
                   if _TEMP_PATTERN.match(name) and os.path.isdir(os.path.join(checkpoint_dir, name)))
+
+
+def continual_head_prefix(folder, task_index):
+    """The prefix of task ``task_index``'s head checkpoint in a continual folder."""
+    return os.path.join(folder, f"{CONTINUAL_HEAD_PREFIX}-{task_index:03d}")
 
 
 def lock_path(folder, part=""):

@@ -1,6 +1,7 @@
 """tf.data pipelines of a fine-tuning task, from sequences held in memory.
 
 Classification batches: ``{"items": ragged int32 [B, (L)], "label": int32 [B]}``.
+Sequence batches (next-item prediction): ``{"items": ragged int32 [B, (L)]}``.
 Recommendation batches: ``{"items": ..., "positive": int32 [B], "negatives": int32 [B, N]}``:
 each visit of a user draws one of its target-window items as the positive and
 ``N`` uniform items as negatives (PeterRec's fine-tuning protocol; a negative
@@ -66,3 +67,15 @@ def recommendation_dataset(items, target_items, num_item_ids, batch_size, num_ne
         return batch
 
     return dataset.map(draw, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def sequence_dataset(items, batch_size, shuffle=False, seed=0, repeat=False):
+    """Batches of users' item sequences alone (next-item prediction needs nothing else).
+
+    Args:
+        items: tf.RaggedTensor int32 [num_users, (length)].
+        batch_size, shuffle, seed, repeat: as in ``classification_dataset``.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices({ITEMS: items})
+    dataset = _batched(dataset, batch_size, shuffle, seed, repeat, int(items.nrows()))
+    return dataset.prefetch(tf.data.AUTOTUNE)

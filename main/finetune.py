@@ -34,7 +34,7 @@ from main.flags.finetuning import parse_finetune_flags
 from model import registry
 from model.finetune.backbone import restore_backbone
 from model.finetune.task_checkpoint import build_task_model, save_task
-from model.finetune.task_trainer import TaskTrainer
+from model.finetune.task_trainer import TaskTrainer, task_training_dataset
 from model.inference.restore import checkpoint_for_step
 from model.methods.method import parameter_count
 from model.methods.registry import get_method
@@ -84,7 +84,8 @@ def _finetune(flags):
         optimizer = build_optimizer(flags.learning_rate, "none", variables)
     config["parameters"] = _parameter_report(model, variables)
 
-    dataset, steps_per_epoch = _training_dataset(flags, strategy, task)
+    dataset, steps_per_epoch = task_training_dataset(task, strategy, flags.batch_size, flags.seed,
+                                                     flags)
     trainer = TaskTrainer(model, task, method, optimizer, strategy, flags.max_grad_norm, variables)
     print(f"training {steps_per_epoch} steps per epoch; the best epoch by validation "
           f"{task.headline} is kept", flush=True)
@@ -180,18 +181,6 @@ def _parameter_report(model, variables):
     print(f"trainable parameters: {trained:,} ({trained / fineall:.2%} of FineAll's {fineall:,})",
           flush=True)
     return {"trainable": trained, "fineall": fineall, "ratio_to_fineall": trained / fineall}
-
-
-def _training_dataset(flags, strategy, task):
-    """The endless distributed dataset of the train users and the steps of one epoch."""
-    steps_per_epoch = max(1, -(-len(task.train.sequences) // flags.batch_size))
-
-    def dataset_fn(context):
-        batch = context.get_per_replica_batch_size(flags.batch_size)
-        dataset = task.training_dataset(batch, flags.seed, flags)
-        return dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
-
-    return strategy.distribute_datasets_from_function(dataset_fn), steps_per_epoch
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from model.methods.method import parameter_count
 from model.methods.registry import METHODS
 from model.tasks.classification import ClassificationTask
 from model.tasks.item_recommendation import ItemRecommendationTask
+from model.tasks.next_item import NextItemTask
 from model.tasks.registry import TASK_KINDS
 from model.tasks.task import TaskSplit
 from model.tasks.task_model import TaskModel
@@ -26,6 +27,7 @@ class Settings:
     num_negatives = 2
     patch = "serial"
     train_layer_norms = True
+    prune_ratio = 0.7
 
 
 def _sequences(count, seed):
@@ -43,13 +45,18 @@ def _task(kind):
         rng = np.random.default_rng(7)
         train, validation, test = (TaskSplit(s, rng.integers(0, 3, size=len(s))) for s in splits)
         return ClassificationTask("segment", ["a", "b", "c"], train, validation, test)
+    if kind == NextItemTask.kind:
+        return NextItemTask(*(TaskSplit(s) for s in splits), num_item_ids=NUM_ITEM_IDS,
+                            num_sampled=5)
     return ItemRecommendationTask(*(TaskSplit(s) for s in splits), num_item_ids=NUM_ITEM_IDS)
 
 
 def _description(method, task):
     description = {"model": "nextitnet", "num_item_ids": NUM_ITEM_IDS, "model_dim": 8,
                    "dilations": [1, 2], "kernel_size": 3, "dropout_rate": 0.0,
-                   "patch_bottleneck": 2, "method": method.name}
+                   "patch_bottleneck": 2, "method": method.name,
+                   # A continual method's place in its task sequence (Conure: a later task).
+                   "task_index": 2}
     description.update(task.description_entries())
     description.update(method.description_entries(Settings))
     return description

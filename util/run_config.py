@@ -1,4 +1,4 @@
-"""The JSON files of run folders: ``model_arch.json`` of a training run, ``task.json`` of a task.
+"""The JSON files of run folders: ``model_arch.json`` of a training run, ``task.json`` of a task, ``continual.json`` of a continual folder.
 
 Written into the checkpoint folder when training starts, so inference and
 evaluation never have to be told the architecture again, and so a resumed run
@@ -8,7 +8,7 @@ can refuse a changed architecture instead of failing deep inside a restore.
 import json
 import os
 
-from contracts.run_folder import RUN_CONFIG_FILE, TASK_FILE
+from contracts.run_folder import CONTINUAL_MANIFEST_FILE, RUN_CONFIG_FILE, TASK_FILE
 from util.atomic import write_text_atomically
 from util.errors import UserInputError
 
@@ -61,3 +61,22 @@ def read_task_description(task_dir):
             return json.load(handle)
     except (OSError, ValueError) as error:
         raise UserInputError(f"{path} is not readable JSON: {error}") from None
+
+
+def write_continual_manifest(folder, manifest):
+    """Writes a continual folder's ``continual.json`` (a JSON-serialisable dict), atomically."""
+    os.makedirs(folder, exist_ok=True)
+    text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+    write_text_atomically(os.path.join(folder, CONTINUAL_MANIFEST_FILE), text)
+
+
+def read_continual_manifest(folder, flag="--model_dir"):
+    """A continual folder's ``continual.json``; None where the folder has none."""
+    path = os.path.join(folder, CONTINUAL_MANIFEST_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as error:
+        raise UserInputError(f"{flag}: {path} is not readable JSON: {error}") from None

@@ -11,7 +11,7 @@ import argparse
 import copy
 
 from contracts import schema
-from util.flag_types import non_negative_float, positive_int
+from util.flag_types import non_negative_float, non_negative_int, positive_int
 
 DEFAULT_SEED = 42
 DEFAULT_LEARNING_RATE = 1e-3
@@ -106,3 +106,10 @@ def add_strategy_flag(group):
     group.add_argument("--strategy", choices=STRATEGIES, default="auto",
                        help="auto: multi_worker when TF_CONFIG names several workers, "
                             "mirrored when more than one GPU, else default (default: %(default)s)")
+
+
+def add_cpu_replicas_flag(group):
+    """``--cpu_replicas``: logical CPU devices for ``--strategy=mirrored`` without GPUs."""
+    group.add_argument("--cpu_replicas", type=non_negative_int, default=0,
+                       help="split the CPU into N logical devices for --strategy=mirrored "
+                            "(try distribution without GPUs); 0 leaves it whole")

@@ -40,7 +40,8 @@ def finetune_flag_parser():
     method = parser.add_argument_group("method")
     method.add_argument("--method", choices=method_names(), default=DEFAULT_METHOD,
                         help="; ".join(f"{name}: {method.summary}"
-                                       for name, method in METHODS.items()))
+                                       for name, method in METHODS.items()
+                                       if not method.continual))
     method.add_argument("--patch", choices=PATCH_PLACEMENTS, default=SERIAL,
                         help="peterrec: where the model patches go: serial (after each "
                              "convolution, before its LayerNorm), serial_after_norm (after the "

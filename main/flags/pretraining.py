@@ -7,7 +7,13 @@ passes ``--dropout``, which its parser ignored, so here it is an alias of
 
 import argparse
 
-from main.flags.common import FlagHelpFormatter, add_history_limit_flags, add_optimisation_flags, add_strategy_flag
+from main.flags.common import (
+    FlagHelpFormatter,
+    add_cpu_replicas_flag,
+    add_history_limit_flags,
+    add_optimisation_flags,
+    add_strategy_flag,
+)
 from model import registry
 from model.sumn.pooling import POOLING_STRATEGIES
 from model.training.training_log import DEFAULT_PROGRESS_SECONDS
@@ -129,9 +135,7 @@ def training_flag_parser():
                      help="delete an existing --checkpoint_dir and start afresh (only a folder "
                           "main/train.py wrote, holding nothing else, is deleted)")
     add_strategy_flag(run)
-    run.add_argument("--cpu_replicas", type=non_negative_int, default=0,
-                     help="split the CPU into N logical devices for --strategy=mirrored "
-                          "(try distribution without GPUs); 0 leaves it whole")
+    add_cpu_replicas_flag(run)
     return parser
 
 

@@ -11,8 +11,64 @@ auto-names the task encoder's layers get, never the order of its backbone.
 import tensorflow as tf
 
 from model import registry
-from model.checkpoint_integrity import READ_ERRORS, damage, non_finite_variables
+from model.checkpoint_integrity import (
+    READ_ERRORS,
+    damage,
+    non_finite_variables,
+    tensorflow_warnings_silenced,
+)
 from util.errors import UserInputError
+
+
+def read_pretrained_model(checkpoint_prefix, arch_config):
+    """The pretraining model of ``checkpoint_prefix``, rebuilt from ``arch_config`` and restored.
+
+    Raises:
+        UserInputError: a file of the checkpoint is damaged (the message names
+            it), the checkpoint does not hold this architecture, or it holds
+            non-finite weights.
+    """
+    family = registry.family_of(arch_config)
+    pretrained = family.build(family.config_from(arch_config))
+    try:
+        # The run's optimizer slots stay unread; TensorFlow's warning about each is held back.
+        with tensorflow_warnings_silenced():
+            status = tf.train.Checkpoint(model=pretrained).read(checkpoint_prefix)
+            status.assert_existing_objects_matched()
+            del status
+    except (AssertionError, *READ_ERRORS) as error:
+        why = damage(checkpoint_prefix)
+        if why:
+            raise UserInputError(f"checkpoint {checkpoint_prefix} cannot be read: {why}") from None
+        raise UserInputError(
+            f"checkpoint {checkpoint_prefix} does not hold the model its model_arch.json "
+            f"describes ({str(error).splitlines()[0]})") from None
+    bad = non_finite_variables(pretrained.weights)
+    if bad:
+        raise UserInputError(
+            f"checkpoint {checkpoint_prefix} holds non-finite weights ({', '.join(bad[:3])}); "
+            f"pass --pretrained_step of a checkpoint saved before the run diverged")
+    return pretrained
+
+
+def copy_variables(source, target, where):
+    """Assigns each of ``source`` to the ``target`` at the same position (shapes checked).
+
+    Raises:
+        UserInputError: the lists differ in length or a shape differs (``where``
+            names the checkpoint in the message).
+    """
+    if len(source) != len(target):
+        raise UserInputError(
+            f"{where}: its encoder has {len(source)} backbone variables, the task encoder "
+            f"{len(target)}")
+    for from_variable, to_variable in zip(source, target):
+        if tuple(from_variable.shape) != tuple(to_variable.shape):
+            raise UserInputError(
+                f"{where}: {from_variable.path} has shape {tuple(from_variable.shape)}, the task "
+                f"encoder expects {tuple(to_variable.shape)}")
+        to_variable.assign(from_variable)
+    return len(target)
 
 
 def restore_backbone(encoder, checkpoint_prefix, arch_config):
@@ -28,37 +84,8 @@ def restore_backbone(encoder, checkpoint_prefix, arch_config):
         The number of variables copied.
 
     Raises:
-        UserInputError: a file of the checkpoint is damaged (the message names
-            it), the checkpoint does not hold this architecture, or it holds
-            non-finite weights.
+        UserInputError: as ``read_pretrained_model``, or the encoders differ.
     """
-    family = registry.family_of(arch_config)
-    pretrained = family.build(family.config_from(arch_config))
-    try:
-        status = tf.train.Checkpoint(model=pretrained).read(checkpoint_prefix)
-        status.assert_existing_objects_matched()
-    except (AssertionError, *READ_ERRORS) as error:
-        why = damage(checkpoint_prefix)
-        if why:
-            raise UserInputError(f"checkpoint {checkpoint_prefix} cannot be read: {why}") from None
-        raise UserInputError(
-            f"checkpoint {checkpoint_prefix} does not hold the model its model_arch.json "
-            f"describes ({str(error).splitlines()[0]})") from None
-    bad = non_finite_variables(pretrained.weights)
-    if bad:
-        raise UserInputError(
-            f"checkpoint {checkpoint_prefix} holds non-finite weights ({', '.join(bad[:3])}); "
-            f"pass --pretrained_step of a checkpoint saved before the run diverged")
-    source = pretrained.encoder.backbone_variables()
-    target = encoder.backbone_variables()
-    if len(source) != len(target):
-        raise UserInputError(
-            f"checkpoint {checkpoint_prefix}: its encoder has {len(source)} backbone variables, "
-            f"the task encoder {len(target)}")
-    for from_variable, to_variable in zip(source, target):
-        if tuple(from_variable.shape) != tuple(to_variable.shape):
-            raise UserInputError(
-                f"checkpoint {checkpoint_prefix}: {from_variable.path} has shape "
-                f"{tuple(from_variable.shape)}, the task encoder expects {tuple(to_variable.shape)}")
-        to_variable.assign(from_variable)
-    return len(target)
+    pretrained = read_pretrained_model(checkpoint_prefix, arch_config)
+    return copy_variables(pretrained.encoder.backbone_variables(), encoder.backbone_variables(),
+                          f"checkpoint {checkpoint_prefix}")

@@ -33,3 +33,23 @@ class TaskTrainer(DistributedTrainer):
         if extra is not None:
             loss = loss + extra
         return loss, {}
+
+
+def task_training_dataset(task, strategy, batch_size, seed, settings):
+    """The endless distributed dataset of ``task``'s train users and the steps of one epoch.
+
+    Args:
+        task: the ``Task``.
+        strategy: the ``tf.distribute.Strategy``.
+        batch_size: GLOBAL users per step.
+        seed: shuffling seed.
+        settings: the job's flags (a task reads its own, e.g. ``num_negatives``).
+    """
+    steps_per_epoch = max(1, -(-len(task.train.sequences) // batch_size))
+
+    def dataset_fn(context):
+        batch = context.get_per_replica_batch_size(batch_size)
+        dataset = task.training_dataset(batch, seed, settings)
+        return dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
+
+    return strategy.distribute_datasets_from_function(dataset_fn), steps_per_epoch

@@ -11,7 +11,9 @@ has a task backbone (``model/model_family.py``):
   also what a task folder stores (everything else is the shared backbone);
 * ``auxiliary_loss(task_model, batch)``: a term added to the task's loss
   (None: none), for methods that regularise towards earlier tasks;
-* ``description_entries(settings)``: what the method records in task.json.
+* ``description_entries(settings)``: what the method records in task.json;
+* ``continual``: True for methods that learn task after task into one
+  folder (main/continual.py) rather than one task per folder (main/finetune.py).
 
 ``description`` is the task description (``task.json``): the method reads
 its own entries back from it, so a saved task rebuilds exactly.
@@ -24,6 +26,8 @@ class Method:
     name = ""
     summary = ""
     starts_from_pretrained = True
+    # Continual methods (main/continual.py) learn task after task into one folder.
+    continual = False
 
     def block_adapter(self, block_index, description):
         """The ``BlockAdapter`` of backbone block ``block_index``, or None to leave it as it is."""

@@ -5,16 +5,19 @@ and one entry below.
 """
 
 from model.methods.baselines import FineAll, FineCls, FineLast, Scratch
+from model.methods.conure import Conure
 from model.methods.peterrec import PeterRec
 from util.errors import UserInputError
 
 METHODS = {method.name: method for method in (PeterRec(), FineAll(), FineCls(), FineLast(),
-                                              Scratch())}
+                                              Scratch(), Conure())}
 DEFAULT_METHOD = PeterRec.name
+DEFAULT_CONTINUAL_METHOD = Conure.name
 
 
-def method_names():
-    return tuple(METHODS)
+def method_names(continual=False):
+    """Names of the methods of main/finetune.py (one task per folder) or of main/continual.py."""
+    return tuple(name for name, method in METHODS.items() if method.continual == continual)
 
 
 def get_method(name, flag="--method"):

@@ -90,6 +90,14 @@ class ClassificationTask(Task):
         return probes.classification_metrics(np.asarray(split.labels), probabilities,
                                              np.arange(len(self.class_values)))
 
+    @classmethod
+    def predictions(cls, model, items, vectors, top_k):
+        logits = model.head(tf.constant(vectors), training=False)
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32)).numpy()
+        classes = np.asarray(model.description["class_values"])
+        return {"probabilities": probabilities,
+                "prediction": classes[np.argmax(probabilities, axis=1)]}
+
 
 def test_mask(ids, labels, split_column, source):
     """Test users among ``ids``: canonical (``user_id % 5 == 0``) or a split column of ``labels``."""

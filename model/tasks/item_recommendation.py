@@ -25,7 +25,7 @@ from evaluation.sampled_negatives import sample_unseen_items
 from model.tasks.classification import test_mask
 from model.tasks.heads import ItemScoringHead
 from model.tasks.task import Task, TaskSplit, validation_rows
-from model.tasks.user_vectors import batches, task_user_vectors
+from model.tasks.user_vectors import batches, task_user_vectors, top_unseen_items
 from util.errors import UserInputError
 
 SAMPLED_K = 5
@@ -88,26 +88,32 @@ class ItemRecommendationTask(Task):
                                       shuffle=True, seed=seed, repeat=True)
 
     def scores(self, model, split):
-        return ranking_scores(model, split.sequences.items, split.sequences.target_items)
+        items = split.sequences.items
+        return ranking_scores(task_user_vectors(model, items), model.head.score_all,
+                              int(model.head.num_item_ids), items, split.sequences.target_items)
+
+    @classmethod
+    def predictions(cls, model, items, vectors, top_k):
+        return {"top_items": top_unseen_items(model.head.score_all, items, vectors, top_k)}
 
 
-def ranking_scores(model, items, targets, seed=0):
+def ranking_scores(vectors, score_all, num_item_ids, items, targets, seed=0):
     """HR@5 / MRR@5 (99 sampled negatives) and HR@10 / NDCG@10 (full ranking).
 
     Args:
-        model: a recommendation ``TaskModel``.
+        vectors: float32 [num_users, dim] the users' vectors.
+        score_all: [batch, dim] user vectors -> [batch, num_item_ids] scores of every item.
+        num_item_ids: size of the item index, the special ids included.
         items: tf.RaggedTensor [num_users, (length)], the users' histories.
         targets: tf.RaggedTensor [num_users, (targets)], no empty row; the first is the positive.
     """
-    num_item_ids = int(model.head.num_item_ids)
     positives = tf.gather(targets.values, targets.row_starts()).numpy()
     negatives = sample_unseen_items(items, targets, num_item_ids, seed=seed)
-    vectors = task_user_vectors(model, items)
     sampled_hr = keras_rs.metrics.RecallAtK(k=SAMPLED_K, shuffle_ties=False)
     sampled_mrr = keras_rs.metrics.MeanReciprocalRank(k=SAMPLED_K, shuffle_ties=False)
     full_hr = keras_rs.metrics.RecallAtK(k=FULL_K, shuffle_ties=False)
     full_ndcg = keras_rs.metrics.NDCG(k=FULL_K, shuffle_ties=False)
-    score_all = tf.function(model.head.score_all, reduce_retracing=True)
+    score_all = tf.function(score_all, reduce_retracing=True)
     for start, chunk in batches(items):
         end = start + int(chunk.nrows())
         users = tf.constant(vectors[start:end])

@@ -9,7 +9,9 @@ A ``Task`` owns
 * ``example_losses(model, batch)``: one loss per user of a training batch;
 * ``training_dataset(batch_size, seed, settings)``: endless batches of its train users;
 * ``scores(model, split)``: its headline and secondary metrics on a split;
-* ``description_entries()``: what task.json records of it.
+* ``description_entries()``: what task.json records of it;
+* ``serving_vectors(model, items)`` and ``predictions(model, vectors)``
+  (class methods): what serving a learned task writes per user.
 
 Heads are rebuilt from task.json alone (``head_from_description``), so a saved
 task loads without its data.
@@ -20,6 +22,7 @@ import dataclasses
 
 import numpy as np
 
+from model.tasks.user_vectors import task_user_vectors
 from util.errors import UserInputError
 
 
@@ -78,3 +81,17 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def scores(self, model, split):
         """dict of metric name -> value of ``model`` on ``split`` (a ``TaskSplit``)."""
+
+    @classmethod
+    def serving_vectors(cls, model, items):
+        """float32 [num_users, dim] user vectors of ``model`` for ragged ``items`` [num_users, (length)]."""
+        return task_user_vectors(model, items)
+
+    @classmethod
+    @abc.abstractmethod
+    def predictions(cls, model, items, vectors, top_k):
+        """dict of column name -> np.ndarray [num_users, ...]: what the head predicts per user.
+
+        ``items`` are the users' histories (recommendations leave them out),
+        ``vectors`` their ``serving_vectors``; ``top_k`` bounds item lists.
+        """

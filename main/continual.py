@@ -1,0 +1,272 @@
+"""Learns task after task into one continual model folder that serves every task learned (Conure).
+
+    python main/train.py --model=nextitnet --tables=runs/ml1m/tables --checkpoint_dir=runs/nin
+    python main/continual.py --method=conure --pretrained=runs/nin --model_dir=runs/conure --task=items
+    python main/continual.py --model_dir=runs/conure --task=gender --labels=../shared/data/ml-1m/users.dat
+    python main/continual.py --model_dir=runs/conure --list
+    python main/inference.py --checkpoint_dir=runs/conure --task=gender
+
+The first call starts the folder from a pretrained NextItNet: task 1 is its
+own objective, next-item prediction, pruned to its kept weights and
+retrained; then ``--task`` is learned as task 2. Each later call adds one
+task. A task is committed as a whole (``util.atomic.atomic_directory``): a
+job killed while learning leaves the folder serving every earlier task, and
+rerunning the command learns that task again from the committed folder.
+"""
+
+from util.quiet_tensorflow import import_tensorflow
+
+# First, before anything loads TensorFlow: its start-up noise is held back.
+import_tensorflow()
+
+import argparse
+import datetime
+import os
+
+import keras
+
+from contracts import schema
+from contracts.run_folder import CONTINUAL_MANIFEST_FILE, CONTINUAL_RUN
+from data_loader.labels import read_labels
+from data_loader.table_files import resolve_table_files
+from data_loader.user_sequences import read_user_sequences
+from data_loader.validation import validate_sequence_table
+from evaluation.probes import split_column
+from main.flags.continual import parse_continual_flags
+from model import registry
+from model.continual import continual_checkpoint
+from model.continual.conure_learning import learn_task
+from model.continual.continual_state import ContinualState, capture, task_model
+from model.continual.folder_report import kernel_shapes, render_listing, task_entry
+from model.finetune.backbone import copy_variables, read_pretrained_model
+from model.finetune.task_checkpoint import build_task_model
+from model.inference.restore import checkpoint_for_step
+from model.methods.registry import DEFAULT_CONTINUAL_METHOD, get_method
+from model.tasks.registry import NEXT_ITEM_TASK, RECOMMENDATION_TASK, make_task
+from util.atomic import atomic_directory
+from util.cli import run_cli
+from util.distribution import describe_strategy, make_strategy, split_cpu
+from util.errors import UserInputError
+from util.folder_lock import FolderLock
+from util.output_folder import check_writable
+from util.run_config import read_continual_manifest, read_run_config, write_continual_manifest
+
+
+def main(argv=None):
+    flags = parse_continual_flags(argv)
+    if flags.list:
+        manifest = _manifest(flags.model_dir, required=True)
+        print(render_listing(flags.model_dir, _read_state(flags.model_dir, manifest)))
+        return 0
+    split_cpu(flags.cpu_replicas)
+    check_writable(flags.model_dir, "--model_dir")
+    with FolderLock(flags.model_dir, "--model_dir"):
+        return _learn(flags)
+
+
+def _learn(flags):
+    manifest = _manifest(flags.model_dir) or _new_manifest(flags)
+    _check_flags_match(flags, manifest)
+    method = get_method(manifest["method"], f"{CONTINUAL_MANIFEST_FILE}: method")
+    state = (_read_state(flags.model_dir, manifest) if manifest["tasks"]
+             else ContinualState(manifest, [], [], {}))
+    if flags.task == NEXT_ITEM_TASK and state.tasks:
+        raise UserInputError(f"--task={NEXT_ITEM_TASK} is task 1 of every continual folder and "
+                             f"{flags.model_dir} has learned it")
+    state = _drop_if_relearning(flags, state)
+
+    tables = _sequence_tables(flags, manifest)
+    validate_sequence_table(tables, manifest["num_item_ids"])
+    sequences = read_user_sequences(tables, manifest["max_items_per_user"])
+    labels = _labels(flags, manifest)
+    task = make_task(flags.task, sequences, labels, split_column(flags.split),
+                     flags.validation_fraction, flags.seed, manifest["num_item_ids"])
+    keras.utils.set_random_seed(flags.seed)
+    strategy = make_strategy(flags.strategy, flags.cpu_replicas)
+    print(f"strategy: {describe_strategy(strategy)}", flush=True)
+    sample = sequences.items[:2]
+
+    if not state.tasks:
+        first = make_task(NEXT_ITEM_TASK, sequences, labels, split_column(flags.split),
+                          flags.validation_fraction, flags.seed, manifest["num_item_ids"],
+                          num_sampled=_num_sampled(flags, manifest))
+        state = _learn_one(flags, state, method, first, strategy, sample,
+                           "the sequence table's histories")
+        if flags.task == NEXT_ITEM_TASK:
+            return 0
+    _learn_one(flags, state, method, task, strategy, sample, _label_source(flags, manifest))
+    return 0
+
+
+def _learn_one(flags, state, method, task, strategy, sample, label_source):
+    """Learns ``task`` as the next task of ``state``, commits the folder, returns the new state."""
+    index = len(state.tasks) + 1
+    description = _task_description(flags, state.manifest, method, task, index)
+    print(f"task {index}: {task.name} ({task.kind}): {len(task.train.sequences):,} train, "
+          f"{len(task.validation.sequences):,} validation, {len(task.test.sequences):,} test "
+          f"users", flush=True)
+    with strategy.scope():
+        if index == 1:
+            model = _first_task_model(state.manifest, description, sample)
+        else:
+            model = task_model(state, index, sample, description)
+    settings = _phase_settings(flags, first=index == 1)
+    report = learn_task(model, task, method, description, strategy, settings,
+                        log=lambda line: print(line, flush=True))
+    metrics = task.scores(model, task.test)
+    manifest = dict(state.manifest, tasks=state.tasks + [task_entry(
+        task, description, metrics, report, model, label_source,
+        datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))])
+    new_state = capture(model, manifest, state.heads, index)
+    with atomic_directory(flags.model_dir) as staging:
+        continual_checkpoint.write_state(staging, new_state)
+        write_continual_manifest(staging, manifest)
+    shown = "  ".join(f"{name} {value:.4f}" for name, value in metrics.items() if value is not None)
+    print(f"task {index} ({task.name}) learned in {report['seconds']:.0f} s; test "
+          f"({len(task.test.sequences):,} users): {shown}", flush=True)
+    print(f"{flags.model_dir} serves tasks: {', '.join(e['name'] for e in manifest['tasks'])}",
+          flush=True)
+    return new_state
+
+
+def _manifest(folder, required=False):
+    manifest = read_continual_manifest(folder)
+    if manifest is None:
+        if required:
+            raise UserInputError(f"--model_dir {folder} is not a continual model folder (it has "
+                                 f"no {CONTINUAL_MANIFEST_FILE}); main/continual.py writes one")
+        if os.path.isdir(folder) and os.listdir(folder):
+            raise UserInputError(
+                f"--model_dir {folder} is not empty and holds no {CONTINUAL_MANIFEST_FILE}: it "
+                f"is not {CONTINUAL_RUN.what}; pass a new or empty folder")
+    return manifest
+
+
+def _read_state(folder, manifest):
+    return continual_checkpoint.read_state(folder, manifest, kernel_shapes(manifest))
+
+
+def _new_manifest(flags):
+    """continual.json of a new folder: the method, the pretrained run's architecture, no task yet."""
+    if not flags.pretrained:
+        raise UserInputError(f"--model_dir {flags.model_dir} is new: pass --pretrained (a "
+                             f"main/train.py --model=nextitnet run) to start it from")
+    pretrained = read_run_config(flags.pretrained, required=True, flag="--pretrained")
+    family = registry.family_of(pretrained, f"--pretrained {flags.pretrained}")
+    if family.build_backbone is None or not family.traits.get("causal"):
+        raise UserInputError(
+            f"--pretrained {flags.pretrained} is a {family.name} run; a continual folder "
+            f"starts from a main/train.py --model=nextitnet run (its task 1 is next-item "
+            f"prediction)")
+    step, prefix = checkpoint_for_step(flags.pretrained, flags.pretrained_step,
+                                       folder_flag="--pretrained", step_flag="--pretrained_step")
+    manifest = {key: pretrained[key] for key in family.architecture_keys() if key in pretrained}
+    manifest.update(family.traits)
+    manifest.update(
+        model=family.name, method=flags.method or DEFAULT_CONTINUAL_METHOD,
+        pretrained_run=os.path.abspath(flags.pretrained), pretrained_checkpoint=os.path.abspath(prefix),
+        pretrained_step=step, pretrained_num_sampled=int(pretrained.get("num_sampled", 0)),
+        max_items_per_user=pretrained["max_items_per_user"],
+        tables_dir=pretrained.get("tables_dir", ""), tasks=[])
+    return manifest
+
+
+def _check_flags_match(flags, manifest):
+    """Refuses flags that contradict an existing folder (nothing is changed)."""
+    if not manifest["tasks"]:
+        return
+    if flags.method and flags.method != manifest["method"]:
+        raise UserInputError(f"--method={flags.method}: {flags.model_dir} learns its tasks with "
+                             f"{manifest['method']}; leave --method out")
+    if flags.pretrained and os.path.abspath(flags.pretrained) != manifest["pretrained_run"]:
+        raise UserInputError(f"--pretrained {flags.pretrained}: {flags.model_dir} started from "
+                             f"{manifest['pretrained_run']}; leave --pretrained out")
+
+
+def _drop_if_relearning(flags, state):
+    """``state`` without --task if it is the last task and --overwrite_task asks to relearn it."""
+    index = state.task_index(flags.task)
+    if index is None:
+        return state
+    if not flags.overwrite_task:
+        raise UserInputError(f"--task={flags.task} is learned already (task {index} of "
+                             f"{flags.model_dir}); pass --overwrite_task to learn it again")
+    last = len(state.tasks)
+    if index != last or index == 1:
+        raise UserInputError(
+            f"--overwrite_task: {flags.task} is task {index} of {last}; only the last task "
+            f"learned after task 1 can be learned again (later tasks are built on its weights)")
+    owners = [owner * (owner != index) for owner in state.owners]
+    heads = {key: value for key, value in state.heads.items() if key != index}
+    print(f"--overwrite_task: learning task {index} ({flags.task}) again", flush=True)
+    return ContinualState(dict(state.manifest, tasks=state.tasks[:-1]), state.backbone, owners,
+                          heads)
+
+
+def _sequence_tables(flags, manifest):
+    if flags.tables:
+        return resolve_table_files(flags.tables, default_subdir=schema.SEQUENCES_SUBDIR)
+    if not manifest.get("tables_dir"):
+        raise UserInputError("the pretrained run records no table folder; pass --tables")
+    return resolve_table_files(manifest["tables_dir"], default_subdir=schema.SEQUENCES_SUBDIR,
+                               flag="--tables (the pretrained run's; pass --tables to choose another)")
+
+
+def _labels(flags, manifest):
+    path = flags.labels or (os.path.join(manifest["tables_dir"], schema.LABELS_FILE)
+                            if manifest.get("tables_dir") else "")
+    if not path or (flags.task in (RECOMMENDATION_TASK, NEXT_ITEM_TASK)
+                    and split_column(flags.split) is None):
+        return None
+    try:
+        return read_labels(path)
+    except UserInputError as error:
+        where = "--labels" if flags.labels else "--labels (the pretrained run's table folder's)"
+        raise UserInputError(f"{where}: {error}") from None
+
+
+def _label_source(flags, manifest):
+    """Where the task's labels came from, for the manifest."""
+    if flags.task == RECOMMENDATION_TASK:
+        return "the sequence table's target windows"
+    return os.path.abspath(flags.labels) if flags.labels else os.path.join(
+        manifest["tables_dir"], schema.LABELS_FILE)
+
+
+def _num_sampled(flags, manifest):
+    return manifest["pretrained_num_sampled"] if flags.num_sampled < 0 else flags.num_sampled
+
+
+def _task_description(flags, manifest, method, task, index):
+    """The task description its ``TaskModel`` is built from (kept in the manifest's task entry)."""
+    description = {key: value for key, value in manifest.items() if key != "tasks"}
+    description.update(method=method.name, dropout_rate=flags.dropout_rate, task_index=index)
+    description.update(task.description_entries())
+    description.update(method.description_entries(flags))
+    return description
+
+
+def _first_task_model(manifest, description, sample):
+    """Task 1's model: the pretrained encoder and its item softmax as the head, no weight owned yet."""
+    model = build_task_model(description, sample)
+    pretrained = read_pretrained_model(manifest["pretrained_checkpoint"], manifest)
+    where = f"checkpoint {manifest['pretrained_checkpoint']}"
+    copy_variables(pretrained.encoder.backbone_variables(), model.encoder.backbone_variables(),
+                   where)
+    copy_variables(pretrained.softmax.weights, model.head.weights, where)
+    return model
+
+
+def _phase_settings(flags, first):
+    """The flags a task's phases train with: task 1 retrains with its own rate and batch."""
+    settings = argparse.Namespace(**vars(flags))
+    if first:
+        settings.epochs = 0
+        settings.retrain_epochs = flags.first_task_epochs
+        settings.learning_rate = flags.first_task_learning_rate
+        settings.batch_size = flags.first_task_batch_size
+    return settings
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,112 @@
+"""The flags of ``main/continual.py``."""
+
+import argparse
+
+from evaluation.probes import CANONICAL_SPLIT
+from main.flags.common import (
+    FlagHelpFormatter,
+    add_cpu_replicas_flag,
+    add_optimisation_flags,
+    add_strategy_flag,
+)
+from model.methods.conure import DEFAULT_PRUNE_RATIO
+from model.methods.registry import DEFAULT_CONTINUAL_METHOD, METHODS, method_names
+from model.tasks.registry import NEXT_ITEM_TASK, RECOMMENDATION_TASK
+from util.flag_types import non_negative_float, non_negative_int, positive_int, probability
+from util.errors import UserInputError
+
+# Conure's downstream settings (SYSTEMS.md): Adam 1e-4, batch 512; task 1 retrains at 1e-3.
+DEFAULT_TASK_LEARNING_RATE = 1e-4
+DEFAULT_TASK_BATCH_SIZE = 512
+
+
+def continual_flag_parser():
+    parser = argparse.ArgumentParser(
+        prog="main/continual.py",
+        description="Learn task after task into ONE model folder that keeps serving every task "
+                    "learned so far (Conure: a binary mask per task on the convolution kernels "
+                    "of a pretrained NextItNet). The first call needs --pretrained and learns "
+                    f"task 1, '{NEXT_ITEM_TASK}' (the pretraining objective, pruned and "
+                    "retrained), before --task; later calls add one task each.",
+        formatter_class=FlagHelpFormatter)
+    folder = parser.add_argument_group("model folder")
+    folder.add_argument("--model_dir", required=True,
+                        help="the continual model folder (created by the first call)")
+    folder.add_argument("--list", action="store_true",
+                        help="print the tasks learned and the capacity used and free per layer, "
+                             "then exit")
+    folder.add_argument("--method", choices=method_names(continual=True), default="",
+                        help="; ".join(f"{name}: {method.summary}" for name, method
+                                       in METHODS.items() if method.continual)
+                             + f"; empty: the folder's, or {DEFAULT_CONTINUAL_METHOD} for a "
+                               f"new folder")
+    folder.add_argument("--pretrained", default="",
+                        help="the main/train.py --model=nextitnet run a new folder starts from; "
+                             "empty: the folder's (required for a new folder)")
+    folder.add_argument("--pretrained_step", type=non_negative_int, default=0,
+                        help="checkpoint step of --pretrained; 0: its latest")
+
+    task = parser.add_argument_group("task")
+    task.add_argument("--task", default="",
+                      help=f"the task to learn: '{NEXT_ITEM_TASK}' (task 1 only), "
+                           f"'{RECOMMENDATION_TASK}' (recommend the items of each user's target "
+                           f"window) or a label column of --labels (e.g. gender)")
+    task.add_argument("--overwrite_task", action="store_true",
+                      help="learn --task again although it is learned; only the last task "
+                           "learned can be (later tasks are built on its weights)")
+    task.add_argument("--labels", default="",
+                      help="label table (users.dat, .parquet, .csv, .tsv); empty: the "
+                           "labels.parquet of the pretrained run's table folder")
+    task.add_argument("--tables", default="",
+                      help="sequence table; empty: the pretrained run's table folder")
+    task.add_argument("--split", default=CANONICAL_SPLIT,
+                      help="'canonical' (user_id %% 5 == 0 is test) or column:NAME of --labels "
+                           "holding train/test")
+    task.add_argument("--validation_fraction", type=probability, default=0.1,
+                      help="share of the train users held out to choose the best epoch")
+
+    conure = parser.add_argument_group("conure")
+    conure.add_argument("--prune_ratio", type=probability, default=DEFAULT_PRUNE_RATIO,
+                        help="share of the free weights of each kernel a task gives back after "
+                             "training (the paper's 0.7: task 1 keeps 30%% of every kernel, "
+                             "task 2 21%%, task 3 14.7%%, ...)")
+    conure.add_argument("--epochs", type=positive_int, default=5,
+                        help="epochs of training the free weights (tasks 2, 3, ...)")
+    conure.add_argument("--retrain_epochs", type=non_negative_int, default=2,
+                        help="epochs of retraining the kept weights after pruning")
+    conure.add_argument("--first_task_epochs", type=non_negative_int, default=1,
+                        help=f"epochs of retraining task 1 ({NEXT_ITEM_TASK}) on its kept "
+                             f"weights, over every user's history")
+    conure.add_argument("--first_task_learning_rate", type=non_negative_float, default=1e-3,
+                        help="Adam learning rate of task 1's retraining")
+    conure.add_argument("--first_task_batch_size", type=positive_int, default=64,
+                        help="GLOBAL users per step of task 1's retraining")
+    conure.add_argument("--num_sampled", type=non_negative_int, default=-1,
+                        help="task 1: sampled-softmax negatives per batch; 0: full softmax; "
+                             "default (-1): the pretrained run's --num_sampled")
+
+    optimisation = parser.add_argument_group("optimisation (tasks 2, 3, ...)")
+    add_optimisation_flags(optimisation, batch_help="GLOBAL batch size, users per step")
+    optimisation.set_defaults(learning_rate=DEFAULT_TASK_LEARNING_RATE,
+                              batch_size=DEFAULT_TASK_BATCH_SIZE)
+    optimisation.add_argument("--num_negatives", type=positive_int, default=1,
+                              help="items: uniform negatives per positive in training")
+    optimisation.add_argument("--dropout_rate", type=probability, default=0.1,
+                              help="dropout in the encoder and before a classification head")
+    optimisation.add_argument("--progress_seconds", type=positive_int, default=30,
+                              help="seconds between progress lines within an epoch")
+
+    run = parser.add_argument_group("distribution")
+    add_strategy_flag(run)
+    add_cpu_replicas_flag(run)
+    return parser
+
+
+def parse_continual_flags(argv=None):
+    flags = continual_flag_parser().parse_args(argv)
+    if not flags.list and not flags.task:
+        raise UserInputError("--task is empty: name the task to learn, or pass --list")
+    if flags.prune_ratio >= 1.0:
+        raise UserInputError(f"--prune_ratio={flags.prune_ratio} would keep no weight for the "
+                             f"task; pass a share below 1")
+    return flags

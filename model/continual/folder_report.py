@@ -1,0 +1,69 @@
+"""What a continual folder says about itself: a task's manifest entry and the ``--list`` table."""
+
+import numpy as np
+
+from model.continual.kernel_ownership import owner_shares
+from model.methods.method import parameter_count
+
+
+def kernel_shapes(manifest):
+    """Shapes of the convolution kernels of the manifest's architecture, in owner order."""
+    channels, width = int(manifest["model_dim"]), int(manifest["kernel_size"])
+    return [(width, channels, channels)] * (2 * len(manifest["dilations"]))
+
+
+def kernel_layer_names(manifest):
+    """``block_<i>/conv_<u>`` of each kernel, in owner order."""
+    return [f"block_{index}/conv_{unit}" for index in range(len(manifest["dilations"]))
+            for unit in (1, 2)]
+
+
+def task_entry(task, description, metrics, report, model, label_source, date):
+    """The manifest entry of a task just learned into ``model``.
+
+    Records the task, where its labels came from, its test metrics, the share
+    of the kernel weights it owns and what it adds to the folder (its head
+    and one mask bit per kernel weight).
+    """
+    index = description["task_index"]
+    owners = [adapter.owner(unit).numpy() for block in model.encoder.blocks
+              for adapter in [block.adapter] for unit in (0, 1)]
+    weights = sum(owner.size for owner in owners)
+    owned = sum(int(np.count_nonzero(owner == index)) for owner in owners)
+    free = sum(int(np.count_nonzero(owner == 0)) for owner in owners)
+    return {
+        "name": task.name, "kind": task.kind, "label_source": label_source,
+        "headline": task.headline, "test_metrics": metrics,
+        "test_users": len(task.test.sequences), "train_users": len(task.train.sequences),
+        "mask_share": owned / weights, "free_share_after": free / weights,
+        "stored_parameters": parameter_count(model.head.weights),
+        "stored_mask_bits": weights, "training": report, "date": date,
+        "description": description,
+    }
+
+
+def render_listing(folder, state):
+    """The text ``--list`` prints: the tasks, then each layer's capacity by task and free."""
+    manifest = state.manifest
+    lines = [f"{folder}: {manifest['method']} on a {manifest['model']} backbone "
+             f"(model_dim {manifest['model_dim']}, {len(manifest['dilations'])} blocks) from "
+             f"{manifest['pretrained_checkpoint']}; {len(state.tasks)} task(s)"]
+    if state.tasks:
+        lines.append(f"  {'#':>2}  {'task':<14} {'kind':<15} {'test headline':<22} "
+                     f"{'mask':>6}  {'head params':>11}  learned")
+    for index, entry in enumerate(state.tasks, start=1):
+        value = entry["test_metrics"].get(entry["headline"])
+        headline = f"{entry['headline']} {value:.4f}" if value is not None else entry["headline"]
+        lines.append(f"  {index:>2}  {entry['name']:<14} {entry['kind']:<15} {headline:<22} "
+                     f"{entry['mask_share']:>6.1%}  {entry['stored_parameters']:>11,}  "
+                     f"{entry['date']}")
+    if state.owners:
+        count = len(state.tasks)
+        lines.append("capacity per layer: share of the kernel owned by each task, and free")
+        lines.append(f"  {'layer':<16} " + " ".join(f"{f'T{t}':>6}" for t in range(1, count + 1))
+                     + f" {'free':>6}")
+        for name, owner in zip(kernel_layer_names(manifest), state.owners):
+            owned, free = owner_shares(owner, count)
+            lines.append(f"  {name:<16} " + " ".join(f"{share:>6.1%}" for share in owned)
+                         + f" {free:>6.1%}")
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""Serving one learned task of a continual folder: its model, and what it writes per user."""
+
+from model.continual.continual_checkpoint import read_state
+from model.continual.continual_state import task_model
+from model.continual.folder_report import kernel_shapes
+from model.tasks.registry import task_class
+from util.errors import UserInputError
+
+
+def read_folder_state(folder, manifest):
+    """The ``ContinualState`` of ``folder`` (its manifest already read)."""
+    return read_state(folder, manifest, kernel_shapes(manifest))
+
+
+def served_task_model(state, task_name, sample_items, flag="--task"):
+    """The model serving learned task ``task_name`` of ``state``, and its manifest entry.
+
+    Raises:
+        UserInputError: the folder has not learned that task (the message lists those it has).
+    """
+    index = state.task_index(task_name)
+    if index is None:
+        learned = ", ".join(entry["name"] for entry in state.tasks) or "none"
+        raise UserInputError(f"{flag}={task_name} is not a task of this continual folder; "
+                             f"its tasks: {learned}")
+    return task_model(state, index, sample_items), state.tasks[index - 1]
+
+
+def task_outputs(model, items, top_k):
+    """Per-user outputs of a served task: ``vectors`` [num_users, dim] and its head's predictions."""
+    kind = task_class(model.description, "continual.json")
+    vectors = kind.serving_vectors(model, items)
+    return dict(kind.predictions(model, items, vectors, top_k), vectors=vectors)
