@@ -21,6 +21,7 @@ import_tensorflow()
 
 import argparse
 import datetime
+import json
 import os
 
 import keras
@@ -35,15 +36,16 @@ from evaluation.probes import split_column
 from main.flags.continual import parse_continual_flags
 from model import registry
 from model.continual import continual_checkpoint
-from model.continual.conure_learning import learn_task
 from model.continual.continual_state import ContinualState, capture, task_model
-from model.continual.folder_report import kernel_shapes, render_listing, task_entry
+from model.continual.folder_report import render_listing, render_scores, task_entry
+from model.continual.learners import learner
+from model.continual.serving import read_folder_state, served_task_model
 from model.finetune.backbone import copy_variables, read_pretrained_model
 from model.finetune.task_checkpoint import build_task_model
 from model.inference.restore import checkpoint_for_step
 from model.methods.registry import DEFAULT_CONTINUAL_METHOD, get_method
 from model.tasks.registry import NEXT_ITEM_TASK, RECOMMENDATION_TASK, make_task
-from util.atomic import atomic_directory
+from util.atomic import atomic_directory, write_text_atomically
 from util.cli import run_cli
 from util.distribution import describe_strategy, make_strategy, split_cpu
 from util.errors import UserInputError
@@ -56,8 +58,11 @@ def main(argv=None):
     flags = parse_continual_flags(argv)
     if flags.list:
         manifest = _manifest(flags.model_dir, required=True)
-        print(render_listing(flags.model_dir, _read_state(flags.model_dir, manifest)))
+        print(render_listing(flags.model_dir, read_folder_state(flags.model_dir, manifest)))
         return 0
+    if flags.evaluate:
+        check_writable(os.path.dirname(os.path.abspath(flags.evaluate)), "--evaluate")
+        return _evaluate(flags)
     split_cpu(flags.cpu_replicas)
     check_writable(flags.model_dir, "--model_dir")
     with FolderLock(flags.model_dir, "--model_dir"):
@@ -68,7 +73,7 @@ def _learn(flags):
     manifest = _manifest(flags.model_dir) or _new_manifest(flags)
     _check_flags_match(flags, manifest)
     method = get_method(manifest["method"], f"{CONTINUAL_MANIFEST_FILE}: method")
-    state = (_read_state(flags.model_dir, manifest) if manifest["tasks"]
+    state = (read_folder_state(flags.model_dir, manifest) if manifest["tasks"]
              else ContinualState(manifest, [], [], {}))
     if flags.task == NEXT_ITEM_TASK and state.tasks:
         raise UserInputError(f"--task={NEXT_ITEM_TASK} is task 1 of every continual folder and "
@@ -111,11 +116,11 @@ def _learn_one(flags, state, method, task, strategy, sample, label_source):
         else:
             model = task_model(state, index, sample, description)
     settings = _phase_settings(flags, first=index == 1)
-    report = learn_task(model, task, method, description, strategy, settings,
-                        log=lambda line: print(line, flush=True))
+    report = learner(method)(model, task, method, description, strategy, settings,
+                             log=lambda line: print(line, flush=True))
     metrics = task.scores(model, task.test)
     manifest = dict(state.manifest, tasks=state.tasks + [task_entry(
-        task, description, metrics, report, model, label_source,
+        task, description, metrics, report, model, label_source, flags.split,
         datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))])
     new_state = capture(model, manifest, state.heads, index)
     with atomic_directory(flags.model_dir) as staging:
@@ -129,6 +134,31 @@ def _learn_one(flags, state, method, task, strategy, sample, label_source):
     return new_state
 
 
+def _evaluate(flags):
+    """Scores every learned task of the folder on its test users, as the folder serves it now."""
+    manifest = _manifest(flags.model_dir, required=True)
+    state = read_folder_state(flags.model_dir, manifest)
+    tables = _sequence_tables(flags, manifest)
+    validate_sequence_table(tables, manifest["num_item_ids"])
+    sequences = read_user_sequences(tables, manifest["max_items_per_user"])
+    scores = {}
+    for entry in state.tasks:
+        split = split_column(entry.get("split", "canonical"))
+        labels = (read_labels(entry["label_source"])
+                  if entry["kind"] == "classification" or split is not None else None)
+        task = make_task(entry["name"], sequences, labels, split, flags.validation_fraction,
+                         flags.seed, manifest["num_item_ids"])
+        model, _ = served_task_model(state, entry["name"], sequences.items[:2])
+        scores[entry["name"]] = task.scores(model, task.test)
+        print(f"scored {entry['name']}", flush=True)
+    print(render_scores(state, scores))
+    write_text_atomically(flags.evaluate, json.dumps(
+        {"model_dir": os.path.abspath(flags.model_dir), "tasks": [e["name"] for e in state.tasks],
+         "test_metrics": scores}, indent=2) + "\n")
+    print(f"scores written to {flags.evaluate}", flush=True)
+    return 0
+
+
 def _manifest(folder, required=False):
     manifest = read_continual_manifest(folder)
     if manifest is None:
@@ -140,10 +170,6 @@ def _manifest(folder, required=False):
                 f"--model_dir {folder} is not empty and holds no {CONTINUAL_MANIFEST_FILE}: it "
                 f"is not {CONTINUAL_RUN.what}; pass a new or empty folder")
     return manifest
-
-
-def _read_state(folder, manifest):
-    return continual_checkpoint.read_state(folder, manifest, kernel_shapes(manifest))
 
 
 def _new_manifest(flags):

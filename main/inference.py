@@ -4,6 +4,7 @@
     python main/inference.py --checkpoint_dir=runs/ml1m_mhop --step=100000 --hop=3
     python main/inference.py --output_format=tsv --separator=$'\\t' --outputs=runs/vectors_tsv
     python main/inference.py --slice_id=1 --slice_count=4  # one of four machines
+    python main/inference.py --checkpoint_dir=runs/conure --task=gender  # a continual folder's task
 
 Reads the inference table recorded in ``<checkpoint_dir>/model_arch.json`` (or
 ``--tables``) and writes one output shard per input shard into ``--outputs``
@@ -15,29 +16,36 @@ import dataclasses
 import os
 import time
 
+import numpy as np
+
 from util.quiet_tensorflow import import_tensorflow
 
 # First, before anything loads TensorFlow: its start-up noise is held back.
 import_tensorflow()
 
 from contracts import schema
-from contracts.run_folder import INFERENCE_OUTPUTS
+from contracts.run_folder import INFERENCE_OUTPUTS, INFERENCE_SUMMARY_FILE
 from data_dumper import inference_outputs
 from data_dumper.projector_export import export_projector
+from data_dumper.sequences import read_item_index
+from data_dumper.task_output_writer import write_task_outputs
 from data_dumper.user_vector_writer import vector_format
 from data_loader.dataset import make_dataset
 from data_loader.parquet_reader import shard_rows
 from data_loader.reader_options import ReaderOptions
 from data_loader.table_files import resolve_table_files
-from data_loader.validation import validate_table
+from data_loader.user_sequences import read_user_sequences
+from data_loader.validation import validate_sequence_table, validate_table
 from main.flags.inference import PROJECTOR_SUBDIR, inference_flag_parser
 from model import registry
+from model.continual.serving import read_folder_state, served_task_model, task_outputs
 from model.inference import batch_inference, restore
 from util.cli import run_cli
 from util.errors import UserInputError
 from util.folder_lock import FolderLock
 from util.output_folder import check_overwritable, check_writable
-from util.run_config import RUN_CONFIG_FILE, read_run_config
+from util.atomic import atomic_directory
+from util.run_config import RUN_CONFIG_FILE, read_continual_manifest, read_run_config
 
 
 def _inference_tables(flags, run_config):
@@ -66,6 +74,9 @@ def _one_shard(tables, path):
 def main(argv=None):
     started = time.perf_counter()
     flags = inference_flag_parser().parse_args(argv)
+    manifest = read_continual_manifest(flags.checkpoint_dir, flag="--checkpoint_dir")
+    if manifest is not None or flags.task:
+        return _serve_task(flags, manifest, started)
     output_format = vector_format(flags.output_format, flags.separator)
     slice_id, slice_count = batch_inference.resolve_slice(flags.slice_id, flags.slice_count)
     if flags.random_init:
@@ -160,6 +171,61 @@ def main(argv=None):
         summary_file = inference_outputs.finish_outputs(outputs, summary, slice_id, slice_count)
         print(f"done: {summary['users']:,} users in {len(shards)} shards; summary in "
               f"{summary_file}", flush=True)
+        return 0
+
+
+def _serve_task(flags, manifest, started):
+    """Writes every user's vector and prediction of one task of a continual folder."""
+    if manifest is None:
+        raise UserInputError(
+            f"--task={flags.task}: --checkpoint_dir {flags.checkpoint_dir} is not a continual "
+            f"model folder (main/continual.py writes one); leave --task out for a training run")
+    state = read_folder_state(flags.checkpoint_dir, manifest)
+    if not flags.task:
+        raise UserInputError(
+            f"--checkpoint_dir {flags.checkpoint_dir} is a continual folder serving "
+            f"{', '.join(entry['name'] for entry in state.tasks)}; pass --task=NAME")
+    tables_dir = flags.tables or manifest.get("tables_dir", "")
+    if not tables_dir:
+        raise UserInputError("the continual folder records no table folder; pass --tables")
+    tables = resolve_table_files(tables_dir, default_subdir=schema.SEQUENCES_SUBDIR,
+                                 flag="--tables")
+    outputs = flags.outputs or os.path.join(
+        f"{os.path.normpath(flags.checkpoint_dir)}_outputs", flags.task)
+    check_writable(outputs, "--outputs")
+    with FolderLock(outputs, "--outputs"):
+        if os.path.isdir(outputs) and os.listdir(outputs) and not flags.overwrite:
+            raise UserInputError(f"--outputs {outputs} is not empty; pass --overwrite to "
+                                 f"replace it")
+        check_overwritable(outputs, INFERENCE_OUTPUTS, "--outputs")
+        validate_sequence_table(tables, manifest["num_item_ids"])
+        sequences = read_user_sequences(tables, manifest["max_items_per_user"])
+        if len(sequences) == 0:
+            raise UserInputError(f"--tables {tables_dir}: the sequence table has no user")
+        model, entry = served_task_model(state, flags.task, sequences.items[:2])
+        print(f"task {flags.task} ({entry['kind']}) of {flags.checkpoint_dir}: "
+              f"{len(sequences):,} users -> {outputs}", flush=True)
+        results = task_outputs(model, sequences.items, flags.top_k)
+        if not np.isfinite(results["vectors"]).all():
+            raise UserInputError(f"the model of --task={flags.task} gives non-finite vectors; "
+                                 f"nothing was written")
+        if tables.manifest_path is None:
+            raise UserInputError(f"--tables {tables_dir}: no manifest.json (and {schema.ITEM_INDEX_FILE}) "
+                                 f"beside the sequence table")
+        item_names = read_item_index(os.path.join(os.path.dirname(tables.manifest_path),
+                                                  schema.ITEM_INDEX_FILE))
+        with atomic_directory(outputs) as staging:
+            path = write_task_outputs(staging, sequences.ids, results, item_names)
+            summary = {"checkpoint_dir": os.path.abspath(flags.checkpoint_dir),
+                       "task": flags.task, "kind": entry["kind"], "users": len(sequences),
+                       "dim": int(results["vectors"].shape[1]),
+                       "class_values": entry["description"]["class_values"],
+                       "tables": [os.path.abspath(p) for p in tables.files],
+                       "seconds": round(time.perf_counter() - started, 3)}
+            inference_outputs.write_summary(os.path.join(staging, INFERENCE_SUMMARY_FILE),
+                                            summary)
+        print(f"done: {len(sequences):,} users in {os.path.join(outputs, os.path.basename(path))}",
+              flush=True)
         return 0
 
 

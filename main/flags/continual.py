@@ -35,6 +35,9 @@ def continual_flag_parser():
     folder.add_argument("--list", action="store_true",
                         help="print the tasks learned and the capacity used and free per layer, "
                              "then exit")
+    folder.add_argument("--evaluate", default="",
+                        help="score every learned task on its test users as the folder serves "
+                             "it now, write the scores to this JSON file, then exit")
     folder.add_argument("--method", choices=method_names(continual=True), default="",
                         help="; ".join(f"{name}: {method.summary}" for name, method
                                        in METHODS.items() if method.continual)
@@ -104,8 +107,9 @@ def continual_flag_parser():
 
 def parse_continual_flags(argv=None):
     flags = continual_flag_parser().parse_args(argv)
-    if not flags.list and not flags.task:
-        raise UserInputError("--task is empty: name the task to learn, or pass --list")
+    if not flags.list and not flags.evaluate and not flags.task:
+        raise UserInputError("--task is empty: name the task to learn, or pass --list or "
+                             "--evaluate")
     if flags.prune_ratio >= 1.0:
         raise UserInputError(f"--prune_ratio={flags.prune_ratio} would keep no weight for the "
                              f"task; pass a share below 1")

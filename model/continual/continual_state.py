@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 
 from model.finetune.task_checkpoint import build_task_model
+from model.layers.kernel_mask_adapter import KernelMaskAdapter
 
 
 @dataclasses.dataclass
@@ -26,7 +27,8 @@ class ContinualState:
         manifest: the ``continual.json`` dict (``tasks``: one entry per task, in order).
         backbone: [np.ndarray] values of ``encoder.backbone_variables()``, in that order.
         owners: [np.ndarray int32] per convolution kernel (block by block,
-            conv_1 first): 0 = free, t = owned by task t.
+            conv_1 first): 0 = free, t = owned by task t; [] for a method
+            without masks (sequential fine-tuning).
         heads: {task_index: [np.ndarray]} values of each task head's variables.
     """
 
@@ -51,8 +53,8 @@ class ContinualState:
 
 
 def mask_adapters(encoder):
-    """The ``KernelMaskAdapter`` of every block, in block order."""
-    return [block.adapter for block in encoder.blocks]
+    """The ``KernelMaskAdapter`` of every block, in block order; [] for a method without masks."""
+    return [block.adapter for block in encoder.blocks if isinstance(block.adapter, KernelMaskAdapter)]
 
 
 def set_owners(encoder, owners):

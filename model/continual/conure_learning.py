@@ -26,10 +26,8 @@ import numpy as np
 
 from model.continual.continual_state import activate, get_owners, set_owners
 from model.continual.kernel_ownership import keep_largest_free
-from model.finetune.task_trainer import TaskTrainer, task_training_dataset
+from model.continual.task_phases import train_phase
 from model.methods.conure import kernel_names, kernel_variables
-from model.training.epoch_loop import train_epochs
-from model.training.optimizer import build_optimizer
 from util.errors import UserInputError
 
 
@@ -50,23 +48,6 @@ def check_free_capacity(owners, names, prune_ratio, task_name):
             f"--task={task_name}: no free capacity left in {len(full)} layer(s): "
             f"{', '.join(full[:4])}{', ...' if len(full) > 4 else ''}; a continual folder "
             f"holds a bounded number of tasks (--prune_ratio sets how much each one takes)")
-
-
-def _train_phase(model, task, method, description, strategy, settings, epochs, log, phase):
-    if epochs == 0:
-        return None
-    with strategy.scope():
-        variables = method.trainable_variables(model, description)
-        optimizer = build_optimizer(settings.learning_rate, "none", variables)
-    dataset, steps_per_epoch = task_training_dataset(task, strategy, settings.batch_size,
-                                                     settings.seed, settings)
-    trainer = TaskTrainer(model, task, method, optimizer, strategy, settings.max_grad_norm,
-                          variables)
-    log(f"{phase}: {epochs} epoch(s) of {steps_per_epoch} steps")
-    result = train_epochs(trainer, dataset, steps_per_epoch, epochs,
-                          lambda: task.scores(model, task.validation)[task.headline], log=log,
-                          progress_seconds=settings.progress_seconds)
-    return {key: result[key] for key in ("best_epoch", "best_validation", "seconds")}
 
 
 def learn_task(model, task, method, description, strategy, settings, log=print):
@@ -100,7 +81,7 @@ def learn_task(model, task, method, description, strategy, settings, log=print):
     report = {}
     if index > 1:
         activate(model.encoder, index, include_free=True)
-        report["train"] = _train_phase(model, task, method, description, strategy, settings,
+        report["train"] = train_phase(model, task, method, description, strategy, settings,
                                        settings.epochs, log, "train the free weights")
     owners = [keep_largest_free(owner, kernel.numpy(), index, 1.0 - prune_ratio)
               for owner, kernel in zip(owners, kernels)]
@@ -108,7 +89,7 @@ def learn_task(model, task, method, description, strategy, settings, log=print):
     activate(model.encoder, index, include_free=False)
     kept = sum(int(np.count_nonzero(owner == index)) for owner in owners)
     log(f"pruned: task {index} keeps {kept:,} of {sum(o.size for o in owners):,} kernel weights")
-    report["retrain"] = _train_phase(model, task, method, description, strategy, settings,
+    report["retrain"] = train_phase(model, task, method, description, strategy, settings,
                                      settings.retrain_epochs, log, "retrain the kept weights")
 
     for name, kernel, mask, values in zip(names, kernels, frozen, before):

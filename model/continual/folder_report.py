@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from model.continual.continual_state import get_owners
 from model.continual.kernel_ownership import owner_shares
 from model.methods.method import parameter_count
 
@@ -18,24 +19,25 @@ def kernel_layer_names(manifest):
             for unit in (1, 2)]
 
 
-def task_entry(task, description, metrics, report, model, label_source, date):
+def task_entry(task, description, metrics, report, model, label_source, split, date):
     """The manifest entry of a task just learned into ``model``.
 
-    Records the task, where its labels came from, its test metrics, the share
-    of the kernel weights it owns and what it adds to the folder (its head
-    and one mask bit per kernel weight).
+    Records the task, where its labels came from (and the user split), its
+    test metrics, the share of the kernel weights it owns and what it adds to
+    the folder (its head, and one mask bit per kernel weight where the method
+    keeps masks; None where it keeps none).
     """
     index = description["task_index"]
-    owners = [adapter.owner(unit).numpy() for block in model.encoder.blocks
-              for adapter in [block.adapter] for unit in (0, 1)]
+    owners = get_owners(model.encoder)
     weights = sum(owner.size for owner in owners)
     owned = sum(int(np.count_nonzero(owner == index)) for owner in owners)
     free = sum(int(np.count_nonzero(owner == 0)) for owner in owners)
     return {
-        "name": task.name, "kind": task.kind, "label_source": label_source,
+        "name": task.name, "kind": task.kind, "label_source": label_source, "split": split,
         "headline": task.headline, "test_metrics": metrics,
         "test_users": len(task.test.sequences), "train_users": len(task.train.sequences),
-        "mask_share": owned / weights, "free_share_after": free / weights,
+        "mask_share": owned / weights if weights else None,
+        "free_share_after": free / weights if weights else None,
         "stored_parameters": parameter_count(model.head.weights),
         "stored_mask_bits": weights, "training": report, "date": date,
         "description": description,
@@ -54,9 +56,9 @@ def render_listing(folder, state):
     for index, entry in enumerate(state.tasks, start=1):
         value = entry["test_metrics"].get(entry["headline"])
         headline = f"{entry['headline']} {value:.4f}" if value is not None else entry["headline"]
+        mask = "-" if entry["mask_share"] is None else f"{entry['mask_share']:.1%}"
         lines.append(f"  {index:>2}  {entry['name']:<14} {entry['kind']:<15} {headline:<22} "
-                     f"{entry['mask_share']:>6.1%}  {entry['stored_parameters']:>11,}  "
-                     f"{entry['date']}")
+                     f"{mask:>6}  {entry['stored_parameters']:>11,}  {entry['date']}")
     if state.owners:
         count = len(state.tasks)
         lines.append("capacity per layer: share of the kernel owned by each task, and free")
@@ -66,4 +68,16 @@ def render_listing(folder, state):
             owned, free = owner_shares(owner, count)
             lines.append(f"  {name:<16} " + " ".join(f"{share:>6.1%}" for share in owned)
                          + f" {free:>6.1%}")
+    return "\n".join(lines)
+
+
+def render_scores(state, scores):
+    """The text ``--evaluate`` prints: each task's headline now, beside its score when it was learned."""
+    lines = [f"  {'#':>2}  {'task':<14} {'headline':<14} {'when learned':>12} {'now':>8} "
+             f"{'change':>8}"]
+    for index, entry in enumerate(state.tasks, start=1):
+        learned = entry["test_metrics"][entry["headline"]]
+        now = scores[entry["name"]][entry["headline"]]
+        lines.append(f"  {index:>2}  {entry['name']:<14} {entry['headline']:<14} {learned:>12.4f} "
+                     f"{now:>8.4f} {now - learned:>+8.4f}")
     return "\n".join(lines)

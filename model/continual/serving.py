@@ -3,13 +3,15 @@
 from model.continual.continual_checkpoint import read_state
 from model.continual.continual_state import task_model
 from model.continual.folder_report import kernel_shapes
+from model.methods.registry import get_method
 from model.tasks.registry import task_class
 from util.errors import UserInputError
 
 
 def read_folder_state(folder, manifest):
     """The ``ContinualState`` of ``folder`` (its manifest already read)."""
-    return read_state(folder, manifest, kernel_shapes(manifest))
+    method = get_method(manifest["method"], "continual.json: method")
+    return read_state(folder, manifest, kernel_shapes(manifest) if method.kernel_masks else [])
 
 
 def served_task_model(state, task_name, sample_items, flag="--task"):

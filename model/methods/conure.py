@@ -25,6 +25,7 @@ class Conure(Method):
     summary = ("one backbone for every task: each task keeps a binary mask of the free "
                "convolution weights, earlier tasks' weights are frozen")
     continual = True
+    kernel_masks = True
 
     def block_adapter(self, block_index, description):
         return KernelMaskAdapter(name="adapter")

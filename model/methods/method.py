@@ -28,6 +28,8 @@ class Method:
     starts_from_pretrained = True
     # Continual methods (main/continual.py) learn task after task into one folder.
     continual = False
+    # Whether the method keeps binary kernel masks (Conure) in its continual folder.
+    kernel_masks = False
 
     def block_adapter(self, block_index, description):
         """The ``BlockAdapter`` of backbone block ``block_index``, or None to leave it as it is."""

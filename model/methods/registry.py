@@ -7,10 +7,11 @@ and one entry below.
 from model.methods.baselines import FineAll, FineCls, FineLast, Scratch
 from model.methods.conure import Conure
 from model.methods.peterrec import PeterRec
+from model.methods.sequential_fineall import SequentialFineAll
 from util.errors import UserInputError
 
 METHODS = {method.name: method for method in (PeterRec(), FineAll(), FineCls(), FineLast(),
-                                              Scratch(), Conure())}
+                                              Scratch(), Conure(), SequentialFineAll())}
 DEFAULT_METHOD = PeterRec.name
 DEFAULT_CONTINUAL_METHOD = Conure.name
 
