@@ -1,4 +1,4 @@
-"""A corpus of bad inputs across the five entry points: each ends in ONE clear line.
+"""A corpus of bad inputs across the six entry points: each ends in ONE clear line.
 
 Every case runs an entry point's ``main`` in-process through ``util.cli.run_cli``
 (as ``python main/<script>.py`` does, without a TensorFlow start-up per case)
@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from contracts import schema
-from main import build_tables, evaluate, finetune, inference, train
+from main import build_tables, continual, evaluate, finetune, inference, train
 from util.cli import run_cli
 
 TINY_SUMN = ["--model_dim=8", "--word_emb_dim=8", "--mlp_layers=16", "--num_hops=2",
@@ -264,6 +264,38 @@ CASES = [
     pytest.param(finetune, ["--pretrained={nextitnet}", "--task=segment",
                             "--output_dir={occupied}"],
                  r"--output_dir .* is not empty", id="finetune-output_holds_other_files"),
+
+    # ---- main/continual.py
+    pytest.param(continual, ["--model_dir={out}"], r"--task is empty", id="continual-no_task"),
+    pytest.param(continual, ["--model_dir={out}", "--task=segment"], r"pass --pretrained",
+                 id="continual-new_folder_without_pretrained"),
+    pytest.param(continual, ["--model_dir={out}", "--pretrained={sumn}", "--task=segment"],
+                 r"--pretrained .* is a sumn run; a continual folder starts from",
+                 id="continual-sumn_run"),
+    pytest.param(continual, ["--model_dir={out}", "--pretrained={nextitnet}", "--task=segment",
+                             "--method=peterrec"],
+                 r"argument --method: invalid choice", id="continual-not_a_continual_method"),
+    pytest.param(continual, ["--model_dir={out}", "--pretrained={nextitnet}", "--task=segment",
+                             "--prune_ratio=1"],
+                 r"argument --prune_ratio: must be in \[0, 1\), got 1",
+                 id="continual-prune_everything"),
+    pytest.param(continual, ["--model_dir={out}", "--pretrained={nextitnet}", "--task=segment",
+                             "--pretrained_step=99"],
+                 r"--pretrained_step=99: .* has no ckpt-99", id="continual-step_named"),
+    pytest.param(continual, ["--model_dir={occupied}", "--pretrained={nextitnet}",
+                             "--task=segment"],
+                 r"--model_dir .* is not empty and holds no continual.json",
+                 id="continual-foreign_folder"),
+    pytest.param(continual, ["--model_dir={a_file}", "--pretrained={nextitnet}", "--task=segment"],
+                 r"--model_dir.*notes\.txt is a file", id="continual-model_dir_is_a_file"),
+    pytest.param(continual, ["--model_dir={out}", "--pretrained={nextitnet}", "--task=segment",
+                             "--labels={root}/missing.csv"],
+                 r"--labels: .*missing\.csv", id="continual-missing_labels"),
+    pytest.param(continual, ["--model_dir={out}", "--list"],
+                 r"--model_dir .* is not a continual model folder", id="continual-list_nothing"),
+    pytest.param(inference, ["--checkpoint_dir={nextitnet}", "--task=segment", "--outputs={out}"],
+                 r"--task=segment: --checkpoint_dir .* is not a continual model folder",
+                 id="inference-task_of_a_training_run"),
 ]
 
 
@@ -279,8 +311,8 @@ def _state(path):
 
 
 def _output_of(argv):
-    """The output location a case names: --outputs (inference), else --output_dir or --checkpoint_dir."""
-    for flag in ("--outputs=", "--output_dir=", "--checkpoint_dir="):
+    """The output location a case names: --outputs (inference), else --output_dir, --model_dir or --checkpoint_dir."""
+    for flag in ("--outputs=", "--output_dir=", "--model_dir=", "--checkpoint_dir="):
         values = [arg[len(flag):] for arg in argv if arg.startswith(flag)]
         if values:
             return values[-1]
@@ -314,5 +346,5 @@ def test_bad_input_ends_in_one_error_line_and_leaves_nothing_behind(
 
 def test_the_corpus_covers_every_entry_point_with_forty_cases():
     entry_points = {case.values[0] for case in CASES}
-    assert entry_points == {build_tables, train, inference, evaluate, finetune}
+    assert entry_points == {build_tables, train, inference, evaluate, finetune, continual}
     assert len(CASES) >= 40

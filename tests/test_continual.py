@@ -299,3 +299,88 @@ def test_mirrored_strategy_on_two_cpu_replicas_learns_a_task_and_keeps_the_other
     for name, outputs in before.items():
         np.testing.assert_array_equal(_outputs(folder, name, three_tasks["items"])["vectors"],
                                       outputs["vectors"], err_msg=name)
+
+
+def test_inference_writes_each_users_vector_and_prediction_of_a_learned_task(three_tasks,
+                                                                             pretrained,
+                                                                             tmp_path):
+    import pyarrow.parquet as pq
+
+    from data_dumper.sequences import read_item_index
+    from main import inference
+
+    folder, items = three_tasks["folder"], three_tasks["items"]
+    served = {}
+    for task in ("segment", "next_item"):
+        outputs = str(tmp_path / task)
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(inference.main, [f"--checkpoint_dir={folder}", f"--task={task}",
+                                     f"--outputs={outputs}", "--top_k=4"])
+        assert exit_info.value.code in (0, None)
+        served[task] = pq.read_table(os.path.join(outputs, "task_outputs.parquet")).to_pydict()
+        summary = json.load(open(os.path.join(outputs, "inference.json")))
+        assert summary["task"] == task and summary["users"] == int(items.nrows())
+    expected = _outputs(folder, "segment", items)
+    np.testing.assert_array_equal(np.array(served["segment"]["embedding"], np.float32),
+                                  expected["vectors"])
+    manifest = read_continual_manifest(folder)
+    classes = [str(value) for value in manifest["tasks"][1]["description"]["class_values"]]
+    assert set(served["segment"]["prediction"]) <= set(classes)
+    np.testing.assert_allclose(np.sum(served["segment"]["probabilities"], axis=1), 1.0, atol=1e-5)
+    names = read_item_index(os.path.join(pretrained["tables"], schema.ITEM_INDEX_FILE))
+    history = [set(names[i] for i in row) for row in items.to_list()]
+    top = served["next_item"]["top_items"]
+    assert all(len(row) == 4 and not set(row) & seen and not set(row) & set(names[:3])
+               for row, seen in zip(top, history))
+
+
+def test_evaluate_scores_every_task_as_the_folder_serves_it(three_tasks, tmp_path, capsys):
+    scores_file = str(tmp_path / "scores.json")
+    assert _learn(f"--model_dir={three_tasks['folder']}", f"--evaluate={scores_file}") == 0
+    scores = json.load(open(scores_file))["test_metrics"]
+    for entry in read_continual_manifest(three_tasks["folder"])["tasks"]:
+        # Conure: exactly the score each task had when it was learned.
+        assert scores[entry["name"]] == entry["test_metrics"], entry["name"]
+    assert "+0.0000" in capsys.readouterr().out
+
+
+def test_sequential_fineall_moves_the_backbone_that_earlier_tasks_are_served_by(pretrained,
+                                                                                tmp_path):
+    folder = str(tmp_path / "sequential")
+    items = read_user_sequences(resolve_table_files(
+        pretrained["tables"], default_subdir=schema.SEQUENCES_SUBDIR), 20).items
+    assert _learn("--method=sequential_fineall", f"--pretrained={pretrained['run']}",
+                  f"--model_dir={folder}", "--task=next_item", "--first_task_epochs=0",
+                  *TINY_TASK[:2]) == 0
+    before = _outputs(folder, "next_item", items)
+    assert _learn(f"--model_dir={folder}", "--task=segment", "--learning_rate=0.01",
+                  *TINY_TASK) == 0
+    after = _outputs(folder, "next_item", items)
+    assert np.abs(after["vectors"] - before["vectors"]).max() > 1e-4
+    manifest = read_continual_manifest(folder)
+    assert manifest["method"] == "sequential_fineall"
+    assert all(entry["mask_share"] is None for entry in manifest["tasks"])
+
+
+@pytest.mark.ml1m
+def test_conure_on_movielens_keeps_gender_exactly_while_learning_age(ml1m_dir, tmp_path):
+    tables = str(tmp_path / "tables")
+    build_tables(BuildConfig(output_dir=tables, movielens=ml1m_dir, num_shards=1,
+                             max_items_per_user=20), log=lambda line: None)
+    run = str(tmp_path / "nin")
+    assert train.main([f"--tables={tables}", f"--checkpoint_dir={run}", *TINY_BACKBONE]) == 0
+    folder = str(tmp_path / "conure")
+    labels = f"--labels={os.path.join(ml1m_dir, 'users.dat')}"
+    quick = ["--epochs=1", "--retrain_epochs=0", "--first_task_epochs=0", "--batch_size=512",
+             "--learning_rate=0.01"]
+    assert _learn(f"--pretrained={run}", f"--model_dir={folder}", "--task=gender", labels,
+                  *quick) == 0
+    assert _learn(f"--model_dir={folder}", "--task=age", labels, *quick) == 0
+    scores_file = str(tmp_path / "scores.json")
+    assert _learn(f"--model_dir={folder}", f"--evaluate={scores_file}") == 0
+    scores = json.load(open(scores_file))["test_metrics"]
+    tasks = read_continual_manifest(folder)["tasks"]
+    assert [entry["name"] for entry in tasks] == ["next_item", "gender", "age"]
+    assert scores["gender"] == tasks[1]["test_metrics"]
+    assert tasks[1]["test_users"] == 1208  # user_id % 5 == 0 of the 6,040
+    assert 0.5 < scores["gender"]["accuracy"] < 1.0 and 0 < scores["age"]["accuracy"] < 1.0

@@ -110,7 +110,4 @@ def parse_continual_flags(argv=None):
     if not flags.list and not flags.evaluate and not flags.task:
         raise UserInputError("--task is empty: name the task to learn, or pass --list or "
                              "--evaluate")
-    if flags.prune_ratio >= 1.0:
-        raise UserInputError(f"--prune_ratio={flags.prune_ratio} would keep no weight for the "
-                             f"task; pass a share below 1")
     return flags
