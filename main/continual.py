@@ -40,12 +40,16 @@ from model.continual.continual_state import ContinualState, capture, task_model
 from model.continual.folder_report import render_listing, render_scores, task_entry
 from model.continual.learners import learner
 from model.continual.serving import read_folder_state, served_task_model
-from model.finetune.backbone import copy_variables, read_pretrained_model
-from model.finetune.task_checkpoint import build_task_model
+from model.continual.folder_manifest import (
+    first_task_model,
+    new_manifest,
+    task_description,
+    without_last_task,
+)
 from model.inference.restore import checkpoint_for_step
 from model.methods.registry import DEFAULT_CONTINUAL_METHOD, get_method
 from model.tasks.registry import NEXT_ITEM_TASK, RECOMMENDATION_TASK, make_task
-from util.atomic import atomic_directory, write_text_atomically
+from util.atomic import atomic_directory, remove_abandoned_directories, write_text_atomically
 from util.cli import run_cli
 from util.distribution import describe_strategy, make_strategy, split_cpu
 from util.errors import UserInputError
@@ -70,6 +74,8 @@ def main(argv=None):
 
 
 def _learn(flags):
+    for leftover in remove_abandoned_directories(flags.model_dir):
+        print(f"removed {leftover}, left by a job killed while committing a task", flush=True)
     manifest = _manifest(flags.model_dir) or _new_manifest(flags)
     _check_flags_match(flags, manifest)
     method = get_method(manifest["method"], f"{CONTINUAL_MANIFEST_FILE}: method")
@@ -106,13 +112,13 @@ def _learn(flags):
 def _learn_one(flags, state, method, task, strategy, sample, label_source):
     """Learns ``task`` as the next task of ``state``, commits the folder, returns the new state."""
     index = len(state.tasks) + 1
-    description = _task_description(flags, state.manifest, method, task, index)
+    description = task_description(state.manifest, method, task, index, flags.dropout_rate, flags)
     print(f"task {index}: {task.name} ({task.kind}): {len(task.train.sequences):,} train, "
           f"{len(task.validation.sequences):,} validation, {len(task.test.sequences):,} test "
           f"users", flush=True)
     with strategy.scope():
         if index == 1:
-            model = _first_task_model(state.manifest, description, sample)
+            model = first_task_model(state.manifest, description, sample)
         else:
             model = task_model(state, index, sample, description)
     settings = _phase_settings(flags, first=index == 1)
@@ -186,15 +192,8 @@ def _new_manifest(flags):
             f"prediction)")
     step, prefix = checkpoint_for_step(flags.pretrained, flags.pretrained_step,
                                        folder_flag="--pretrained", step_flag="--pretrained_step")
-    manifest = {key: pretrained[key] for key in family.architecture_keys() if key in pretrained}
-    manifest.update(family.traits)
-    manifest.update(
-        model=family.name, method=flags.method or DEFAULT_CONTINUAL_METHOD,
-        pretrained_run=os.path.abspath(flags.pretrained), pretrained_checkpoint=os.path.abspath(prefix),
-        pretrained_step=step, pretrained_num_sampled=int(pretrained.get("num_sampled", 0)),
-        max_items_per_user=pretrained["max_items_per_user"],
-        tables_dir=pretrained.get("tables_dir", ""), tasks=[])
-    return manifest
+    return new_manifest(pretrained, family, flags.method or DEFAULT_CONTINUAL_METHOD,
+                        flags.pretrained, prefix, step)
 
 
 def _check_flags_match(flags, manifest):
@@ -222,11 +221,8 @@ def _drop_if_relearning(flags, state):
         raise UserInputError(
             f"--overwrite_task: {flags.task} is task {index} of {last}; only the last task "
             f"learned after task 1 can be learned again (later tasks are built on its weights)")
-    owners = [owner * (owner != index) for owner in state.owners]
-    heads = {key: value for key, value in state.heads.items() if key != index}
     print(f"--overwrite_task: learning task {index} ({flags.task}) again", flush=True)
-    return ContinualState(dict(state.manifest, tasks=state.tasks[:-1]), state.backbone, owners,
-                          heads)
+    return without_last_task(state)
 
 
 def _sequence_tables(flags, manifest):
@@ -261,26 +257,6 @@ def _label_source(flags, manifest):
 
 def _num_sampled(flags, manifest):
     return manifest["pretrained_num_sampled"] if flags.num_sampled < 0 else flags.num_sampled
-
-
-def _task_description(flags, manifest, method, task, index):
-    """The task description its ``TaskModel`` is built from (kept in the manifest's task entry)."""
-    description = {key: value for key, value in manifest.items() if key != "tasks"}
-    description.update(method=method.name, dropout_rate=flags.dropout_rate, task_index=index)
-    description.update(task.description_entries())
-    description.update(method.description_entries(flags))
-    return description
-
-
-def _first_task_model(manifest, description, sample):
-    """Task 1's model: the pretrained encoder and its item softmax as the head, no weight owned yet."""
-    model = build_task_model(description, sample)
-    pretrained = read_pretrained_model(manifest["pretrained_checkpoint"], manifest)
-    where = f"checkpoint {manifest['pretrained_checkpoint']}"
-    copy_variables(pretrained.encoder.backbone_variables(), model.encoder.backbone_variables(),
-                   where)
-    copy_variables(pretrained.softmax.weights, model.head.weights, where)
-    return model
 
 
 def _phase_settings(flags, first):

@@ -5,7 +5,12 @@ import stat
 
 import pytest
 
-from util.atomic import atomic_directory, atomic_path, write_text_atomically
+from util.atomic import (
+    atomic_directory,
+    atomic_path,
+    remove_abandoned_directories,
+    write_text_atomically,
+)
 
 
 def _mode(path):
@@ -42,3 +47,20 @@ def test_directory_replaced_as_a_whole(tmp_path):
     assert os.listdir(target) == ["new.txt"]
     assert sorted(os.listdir(tmp_path)) == ["tables"]
     assert _mode(target) & 0o055  # readable by others, like any new folder
+
+
+def test_abandoned_staging_folders_of_one_target_are_removed_and_nothing_else(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "kept.txt").write_text("ours")
+    abandoned = [tmp_path / ".model.x1.tmp", tmp_path / ".model.x2.old"]
+    for folder in abandoned:
+        folder.mkdir()
+        (folder / "part").write_text("half")
+    others = [tmp_path / ".modelling.x3.tmp", tmp_path / ".other.x4.tmp"]
+    for folder in others:
+        folder.mkdir()
+    removed = remove_abandoned_directories(str(target))
+    assert sorted(removed) == sorted(str(folder) for folder in abandoned)
+    assert all(not folder.exists() for folder in abandoned)
+    assert all(folder.exists() for folder in others) and (target / "kept.txt").exists()

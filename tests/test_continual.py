@@ -267,7 +267,12 @@ def test_a_killed_task_leaves_the_folder_serving_and_a_rerun_learns_it(pretraine
                      if entry.startswith(".killed") and not entry.endswith(".lock")]
         assert leftovers == [], name
 
+    # A kill -9 in the commit leaves the staging folder; the next job (holding the lock) removes it.
+    abandoned = tmp_path / ".killed.abc123.tmp"
+    abandoned.mkdir()
+    (abandoned / "backbone.index").write_bytes(b"half")
     assert _learn(f"--model_dir={folder}", "--task=segment", *TINY_TASK) == 0
+    assert not abandoned.exists()
     tasks = read_continual_manifest(folder)["tasks"]
     assert [entry["name"] for entry in tasks] == ["next_item", "segment"]
 

@@ -5,6 +5,7 @@ one filesystem, and the temporary name sits in the same folder as the target.
 """
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -73,6 +74,22 @@ def atomic_directory(path):
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+def remove_abandoned_directories(path):
+    """Removes what ``atomic_directory(path)`` left beside ``path`` when a job was killed in it.
+
+    Only for a caller that holds ``path``'s lock (util/folder_lock.py): then
+    no other job can be writing one of these right now. Returns the removed paths.
+    """
+    parent, name = os.path.split(os.path.abspath(path))
+    removed = []
+    for pattern in (f".{name}.*.tmp", f".{name}.*.old"):
+        for leftover in glob.glob(os.path.join(glob.escape(parent), pattern)):
+            if os.path.isdir(leftover) and not os.path.islink(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed.append(leftover)
+    return removed
 
 
 def write_text_atomically(path, text):
