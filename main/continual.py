@@ -89,7 +89,7 @@ def _learn(flags):
     tables = _sequence_tables(flags, manifest)
     validate_sequence_table(tables, manifest["num_item_ids"])
     sequences = read_user_sequences(tables, manifest["max_items_per_user"])
-    labels = _labels(flags, manifest)
+    labels, labels_path = _labels(flags, manifest)
     task = make_task(flags.task, sequences, labels, split_column(flags.split),
                      flags.validation_fraction, flags.seed, manifest["num_item_ids"])
     keras.utils.set_random_seed(flags.seed)
@@ -101,15 +101,16 @@ def _learn(flags):
         first = make_task(NEXT_ITEM_TASK, sequences, labels, split_column(flags.split),
                           flags.validation_fraction, flags.seed, manifest["num_item_ids"],
                           num_sampled=_num_sampled(flags, manifest))
+        # Task 1 reads the label table only for a split column.
         state = _learn_one(flags, state, method, first, strategy, sample,
-                           "the sequence table's histories")
+                           labels_path if split_column(flags.split) else "")
         if flags.task == NEXT_ITEM_TASK:
             return 0
-    _learn_one(flags, state, method, task, strategy, sample, _label_source(flags, manifest))
+    _learn_one(flags, state, method, task, strategy, sample, labels_path)
     return 0
 
 
-def _learn_one(flags, state, method, task, strategy, sample, label_source):
+def _learn_one(flags, state, method, task, strategy, sample, labels_path):
     """Learns ``task`` as the next task of ``state``, commits the folder, returns the new state."""
     index = len(state.tasks) + 1
     description = task_description(state.manifest, method, task, index, flags.dropout_rate, flags)
@@ -126,7 +127,8 @@ def _learn_one(flags, state, method, task, strategy, sample, label_source):
                              log=lambda line: print(line, flush=True))
     metrics = task.scores(model, task.test)
     manifest = dict(state.manifest, tasks=state.tasks + [task_entry(
-        task, description, metrics, report, model, label_source, flags.split,
+        task, description, metrics, report, model, _label_source(task.name, labels_path),
+        labels_path, flags.split,
         datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))])
     new_state = capture(model, manifest, state.heads, index)
     with atomic_directory(flags.model_dir) as staging:
@@ -150,8 +152,7 @@ def _evaluate(flags):
     scores = {}
     for entry in state.tasks:
         split = split_column(entry.get("split", "canonical"))
-        labels = (read_labels(entry["label_source"])
-                  if entry["kind"] == "classification" or split is not None else None)
+        labels = read_labels(entry["labels_path"]) if entry.get("labels_path") else None
         task = make_task(entry["name"], sequences, labels, split, flags.validation_fraction,
                          flags.seed, manifest["num_item_ids"])
         model, _ = served_task_model(state, entry["name"], sequences.items[:2])
@@ -235,24 +236,26 @@ def _sequence_tables(flags, manifest):
 
 
 def _labels(flags, manifest):
+    """(the label table, its path): --labels, else the pretrained run's; (None, "") if not needed."""
     path = flags.labels or (os.path.join(manifest["tables_dir"], schema.LABELS_FILE)
                             if manifest.get("tables_dir") else "")
     if not path or (flags.task in (RECOMMENDATION_TASK, NEXT_ITEM_TASK)
                     and split_column(flags.split) is None):
-        return None
+        return None, ""
     try:
-        return read_labels(path)
+        return read_labels(path), os.path.abspath(path)
     except UserInputError as error:
         where = "--labels" if flags.labels else "--labels (the pretrained run's table folder's)"
         raise UserInputError(f"{where}: {error}") from None
 
 
-def _label_source(flags, manifest):
-    """Where the task's labels came from, for the manifest."""
-    if flags.task == RECOMMENDATION_TASK:
+def _label_source(task_name, labels_path):
+    """Where a task's labels come from, in words, for the manifest."""
+    if task_name == RECOMMENDATION_TASK:
         return "the sequence table's target windows"
-    return os.path.abspath(flags.labels) if flags.labels else os.path.join(
-        manifest["tables_dir"], schema.LABELS_FILE)
+    if task_name == NEXT_ITEM_TASK:
+        return "the sequence table's histories"
+    return labels_path
 
 
 def _num_sampled(flags, manifest):

@@ -19,10 +19,11 @@ def kernel_layer_names(manifest):
             for unit in (1, 2)]
 
 
-def task_entry(task, description, metrics, report, model, label_source, split, date):
+def task_entry(task, description, metrics, report, model, label_source, labels_path, split, date):
     """The manifest entry of a task just learned into ``model``.
 
-    Records the task, where its labels came from (and the user split), its
+    Records the task, where its labels came from (in words, and the label
+    table read, for the task and for its user split; "" if none), its
     test metrics, the share of the kernel weights it owns and what it adds to
     the folder (its head, and one mask bit per kernel weight where the method
     keeps masks; None where it keeps none).
@@ -33,7 +34,8 @@ def task_entry(task, description, metrics, report, model, label_source, split, d
     owned = sum(int(np.count_nonzero(owner == index)) for owner in owners)
     free = sum(int(np.count_nonzero(owner == 0)) for owner in owners)
     return {
-        "name": task.name, "kind": task.kind, "label_source": label_source, "split": split,
+        "name": task.name, "kind": task.kind, "label_source": label_source,
+        "labels_path": labels_path, "split": split,
         "headline": task.headline, "test_metrics": metrics,
         "test_users": len(task.test.sequences), "train_users": len(task.train.sequences),
         "mask_share": owned / weights if weights else None,
