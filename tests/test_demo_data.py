@@ -1,4 +1,4 @@
-"""The demo data: deterministic, with planted traits that co-consumption reveals better than per-item weights."""
+"""The demo data: deterministic, with planted traits that co-consumption reveals best."""
 
 import filecmp
 import json

@@ -27,7 +27,8 @@ def run(script, *flags, check=True):
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("demo") / "tables")
-    run("main/build_tables.py", "--demo", "--demo_users=400", f"--output_dir={folder}",
+    # 400 items (not the demo's 2,000) keep the item softmax of these tiny runs cheap.
+    run("main/build_tables.py", "--demo", "--demo_users=400", "--demo_items=400", f"--output_dir={folder}",
         "--max_items_per_user=20")
     return folder
 
