@@ -4,8 +4,10 @@ The demo exists to show what a universal user representation buys: traits
 that only the *co-consumption* of items reveals, recovered from few labels.
 So the data is built such that
 
-* an item's words say nothing about who consumes it (its community is
-  visible only in which users consume it together with which other items);
+* an item's words are drawn independently of its community, so no word
+  marks a community; the community shows in which users consume the item
+  together with which other items (a bag of words still tells items apart
+  by their word combinations, as a bag of item ids does);
 * there are many more items (2,000) than labelled users a probe trains on
   (the Makefile's demo probes with 200), so a per-item linear model such as
   TF-IDF + logistic regression has about six labelled behaviours per item
