@@ -8,7 +8,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
-DEMO_STEPS ?= 600
+DEMO_STEPS ?= 400
+# Probes see this many labelled users: labels are scarce, behaviours are not.
+DEMO_LABELLED_USERS ?= 200
 
 .PHONY: demo test install clean
 
@@ -21,12 +23,15 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 # Build the demo tables, pretrain SUMN (mhop; fresh random windows per batch,
-# which a 3,000-user data set needs), write every user's vector and a
-# random-encoder baseline's, then probe both for the planted traits.
+# which a 3,000-user data set needs; a 64-wide model at a higher learning rate,
+# so 400 steps learn 2,000 items), write every user's vector and a
+# random-encoder baseline's, then probe both for the planted traits with
+# 200 labelled users (data_dumper/demo_data.py says why).
 demo: $(STAMP)
 	$(PY) main/build_tables.py --demo --output_dir=$(DEMO_DIR)/tables --overwrite
 	$(PY) main/train.py --tables=$(DEMO_DIR)/tables --checkpoint_dir=$(DEMO_DIR)/sumn \
-		--pooling=mhop --random_target_fraction=0.2 --max_steps=$(DEMO_STEPS) \
+		--pooling=mhop --random_target_fraction=0.2 --model_dim=64 --word_emb_dim=64 \
+		--mlp_layers=128 --learning_rate=0.003 --max_steps=$(DEMO_STEPS) \
 		--snapshot=$(DEMO_STEPS) --log_every=100 --overwrite
 	$(PY) main/inference.py --checkpoint_dir=$(DEMO_DIR)/sumn --outputs=$(DEMO_DIR)/vectors --overwrite
 	$(PY) main/inference.py --checkpoint_dir=$(DEMO_DIR)/sumn --random_init \
@@ -34,7 +39,7 @@ demo: $(STAMP)
 	$(PY) main/evaluate.py --vectors=$(DEMO_DIR)/vectors --name=sumn_mhop \
 		--baseline_vectors random_encoder=$(DEMO_DIR)/random_vectors \
 		--labels=$(DEMO_DIR)/tables/labels.parquet --tables=$(DEMO_DIR)/tables \
-		--output_dir=$(DEMO_DIR)/evaluation
+		--max_train_users=$(DEMO_LABELLED_USERS) --output_dir=$(DEMO_DIR)/evaluation
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -124,10 +124,10 @@ class BuildConfig:
         ):
             if getattr(self, flag) < 1:
                 raise UserInputError(f"--{flag}={getattr(self, flag)} must be at least 1.")
-        if self.demo_items < len(demo_data.TOPICS):
+        if self.demo_items < demo_data.NUM_TOPICS:
             raise UserInputError(
-                f"--demo_items={self.demo_items} must be at least {len(demo_data.TOPICS)} "
-                f"(one item per demo topic)."
+                f"--demo_items={self.demo_items} must be at least {demo_data.NUM_TOPICS} "
+                f"(one item per demo community)."
             )
         if self.max_vocabulary is not None and self.max_vocabulary <= schema.FIRST_WORD_ID:
             raise UserInputError(

@@ -86,6 +86,32 @@ def markdown_table(report):
     return "\n".join(lines) + "\n"
 
 
+def comparison_line(report, model):
+    """One line saying what to look at: ``model``'s headline margin over every other row.
+
+    Example: ``look at: sumn_mhop minus each baseline on each task's headline metric
+    (positive: sumn_mhop is better): segment AUC +0.003 vs random_encoder, +0.185 vs
+    tfidf_logistic; age_group acc ...``. The majority row is the chance level, not a
+    margin anyone needs; tasks where ``model`` has no score are left out.
+    """
+    others = [name for name in report["models"] if name not in (model, MAJORITY)]
+    parts = []
+    for task, entry in report["tasks"].items():
+        metric = entry["headline_metric"]
+        mine = entry["results"].get(model, {}).get(metric)
+        margins = [
+            f"{mine - theirs:+.3f} vs {name}"
+            for name in others
+            if mine is not None and (theirs := entry["results"].get(name, {}).get(metric)) is not None
+        ]
+        if margins:
+            parts.append(f"{task} {_METRIC_LABELS[metric]} " + ", ".join(margins))
+    if not parts:
+        return f"look at: the {model} row against the chance level (no other baseline was probed).\n"
+    return (f"look at: {model} minus each baseline on each task's headline metric "
+            f"(positive: {model} is better): " + "; ".join(parts) + ".\n")
+
+
 def render_markdown(report):
     """The whole ``evaluation.md``: protocol, results table, task sizes and chosen C."""
     metadata = report["metadata"]

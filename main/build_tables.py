@@ -50,7 +50,7 @@ def parse_flags(argv=None):
     source.add_argument("--demo_users", type=int, default=demo_data.DEFAULT_USERS,
                         help="demo: number of users (default: %(default)s)")
     source.add_argument("--demo_items", type=int, default=demo_data.DEFAULT_ITEMS,
-                        help="demo: number of items, at least 12 (default: %(default)s)")
+                        help=f"demo: number of items, at least {demo_data.NUM_TOPICS} (default: %(default)s)")
     source.add_argument("--movielens", default=None,
                         help="MovieLens folder: GroupLens ml-1m or ml-100k, or events.parquet + "
                              "users.dat + movies.dat")

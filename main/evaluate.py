@@ -9,7 +9,8 @@ folder; keeps the users every input has; splits them (canonical: user_id % 5 == 
 is test); trains a probe per task on the train users (C chosen by 5-fold
 cross-validation on the train users only) and scores it on the test users, side
 by side with the majority class, TF-IDF + logistic regression and any baseline
-vectors; writes evaluation.json / .md / .png and prints the Markdown table.
+vectors; writes evaluation.json / .md / .png and prints the Markdown table, ending
+with one line: the model's margin over each baseline, per task.
 """
 
 import argparse
@@ -23,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from evaluation.report import build_report, markdown_table, write_evaluation_report  # noqa: E402
+from evaluation.report import build_report, comparison_line, markdown_table, write_evaluation_report  # noqa: E402
 from data_loader.bag_of_words import read_bag_of_words  # noqa: E402
 from data_loader.labels import read_labels  # noqa: E402
 from data_loader.user_vectors import read_user_vectors  # noqa: E402
@@ -105,6 +106,7 @@ def _evaluate(args):
     report = _build(results, args, labels, vectors, bag, users, notes)
     paths = write_evaluation_report(report, args.output_dir)
     print(markdown_table(report), end="")
+    print(comparison_line(report, args.name), end="")
     print(f"wrote {', '.join(paths.values())}", file=sys.stderr)
     return 0
 

@@ -59,7 +59,7 @@ def inputs(tmp_path_factory):
     """{placeholder: path} of every shared input the cases name as ``{placeholder}``."""
     root = str(tmp_path_factory.mktemp("bad_inputs"))
     tables = os.path.join(root, "demo_tables")
-    _run_quietly(build_tables, ["--demo", "--demo_users=120", f"--output_dir={tables}",
+    _run_quietly(build_tables, ["--demo", "--demo_users=120", "--demo_items=400", f"--output_dir={tables}",
                                 "--num_shards=2", "--max_items_per_user=20"])
     sumn = os.path.join(root, "sumn")
     _run_quietly(train, [f"--tables={tables}", f"--checkpoint_dir={sumn}", *TINY_SUMN])

@@ -193,6 +193,9 @@ def test_command_line_prints_the_table_and_reports_errors_without_traceback(repo
                           capture_output=True, text=True, env=environment, cwd=workspace["root"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "| model | gender AUC | gender acc |"
+    # Only the chance level beside the model: the last line says so instead of margins.
+    assert done.stdout.splitlines()[-1] == (
+        "look at: the model row against the chance level (no other baseline was probed).")
     assert sorted(os.listdir(workspace["output"])) == sorted(REPORT_FILES)
 
     failed = subprocess.run([sys.executable, script, *flags(workspace, "--tasks", "gender,salary"),
@@ -204,3 +207,20 @@ def test_command_line_prints_the_table_and_reports_errors_without_traceback(repo
         "(label columns: gender, age, occupation, zip)."
     )
     assert not os.path.exists(workspace["root"] / "second")
+
+
+def test_comparison_line_gives_the_model_margin_over_every_baseline():
+    from evaluation.report import build_report, comparison_line
+
+    results = [
+        {"model": model, "task": task, "n_classes": classes, "method": "probe", "accuracy": accuracy,
+         "macro_f1": accuracy, "auc": auc, "n_train": 8, "n_test": 2, "C": 1.0, "cv_score": None,
+         "warnings": []}
+        for model, task, classes, accuracy, auc in [
+            ("sumn", "segment", 2, 0.8, 0.90), ("tfidf_logistic", "segment", 2, 0.7, 0.85),
+            ("majority", "segment", 2, 0.5, 0.5), ("sumn", "age", 3, 0.60, 0.7),
+            ("tfidf_logistic", "age", 3, 0.65, 0.7), ("majority", "age", 3, 0.4, 0.5)]
+    ]
+    line = comparison_line(build_report(results, {}), "sumn")
+    assert line == ("look at: sumn minus each baseline on each task's headline metric (positive: sumn is "
+                    "better): segment AUC +0.050 vs tfidf_logistic; age acc -0.050 vs tfidf_logistic.\n")

@@ -9,6 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+from main import finetune as finetune_entry_point
+from util.cli import run_cli
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_BACKBONE = ["--model_dim=16", "--dilations=1,2", "--batch_size=16", "--log_every=1",
                  "--max_items_per_user=20"]
@@ -27,7 +30,8 @@ def run(script, *flags, check=True):
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("demo") / "tables")
-    run("main/build_tables.py", "--demo", "--demo_users=400", f"--output_dir={folder}",
+    # 400 items (not the demo's 2,000) keep the item softmax of these tiny runs cheap.
+    run("main/build_tables.py", "--demo", "--demo_users=400", "--demo_items=400", f"--output_dir={folder}",
         "--max_items_per_user=20")
     return folder
 
@@ -169,18 +173,24 @@ def test_recommendation_task_reports_sampled_and_full_ranking(nextitnet_run, tmp
     assert metrics["mrr@5_sampled"] <= metrics["hr@5_sampled"]
 
 
-def test_finetune_errors_name_the_flag(nextitnet_run, tmp_path, peterrec_task):
-    unknown = run("main/finetune.py", f"--pretrained={nextitnet_run[0]}", "--task=height",
-                  f"--output_dir={tmp_path / 'x'}", check=False)
-    assert unknown.returncode == 2 and "no column 'height'" in unknown.stderr
-    occupied = run("main/finetune.py", f"--pretrained={nextitnet_run[0]}", "--task=segment",
-                   f"--output_dir={peterrec_task[0]}", check=False)
-    assert occupied.returncode == 2 and "--overwrite" in occupied.stderr
-    missing = run("main/finetune.py", f"--pretrained={tmp_path / 'nowhere'}", "--task=segment",
-                  check=False)
-    assert missing.returncode == 2 and "model_arch.json" in missing.stderr
-    for result in (unknown, occupied, missing):
-        assert "Traceback" not in result.stderr
+def test_finetune_errors_name_the_flag(nextitnet_run, tmp_path, peterrec_task, capsys):
+    # In-process through run_cli, as python main/finetune.py runs it: each case stops
+    # before any training, so a TensorFlow start-up per case would buy nothing.
+    cases = [
+        ([f"--pretrained={nextitnet_run[0]}", "--task=height", f"--output_dir={tmp_path / 'x'}"],
+         "no column 'height'"),
+        ([f"--pretrained={nextitnet_run[0]}", "--task=segment", f"--output_dir={peterrec_task[0]}"],
+         "--overwrite"),
+        ([f"--pretrained={tmp_path / 'nowhere'}", "--task=segment"], "model_arch.json"),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(finetune_entry_point.main, argv)
+        stderr = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in stderr, (argv, stderr)
+        assert "Traceback" not in stderr
+    assert not os.path.exists(tmp_path / "x")
 
 
 def test_grec_backbone_fine_tunes_with_parallel_patches(tables, tmp_path):

@@ -11,7 +11,9 @@ import time
 
 import pytest
 
+from main import train as train_entry_point
 from test_loader import write_parquet_table
+from util.cli import run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--batch_size=8", "--model_dim=8", "--word_emb_dim=8", "--mlp_layers=16",
@@ -26,6 +28,20 @@ def train(*flags, env=None, check=True):
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def train_in_process(capsys, *flags):
+    """main/train.py's main through run_cli, as its __main__ runs it, in this process.
+
+    Saves a TensorFlow start-up per run; tests that need a process of their own
+    (a kill, several workers, logical CPU devices) use ``train``.
+    Returns (exit status, stdout, stderr) of this run only.
+    """
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train_entry_point.main, [*TINY, *flags])
+    captured = capsys.readouterr()
+    return exit_info.value.code or 0, captured.out, captured.err
 
 
 def losses(stdout):
@@ -74,21 +90,22 @@ def test_tensorboard_has_the_promised_scalars(finished_run):
             "loss_per_hop/hop_1", "loss_per_hop/hop_3"} <= tags
 
 
-def test_rerun_resumes_and_changed_architecture_is_refused(tables, tmp_path):
+def test_rerun_resumes_and_changed_architecture_is_refused(tables, tmp_path, capsys):
     checkpoint_dir = str(tmp_path / "run")
-    train(f"--tables={tables}", f"--checkpoint_dir={checkpoint_dir}", "--max_steps=3")
-    resumed = train(f"--tables={tables}", f"--checkpoint_dir={checkpoint_dir}", "--max_steps=5")
-    assert "resuming from" in resumed.stdout and "(step 3)" in resumed.stdout
-    assert sorted(losses(resumed.stdout)) == [4, 5]
+    common = [f"--tables={tables}", f"--checkpoint_dir={checkpoint_dir}"]
+    assert train_in_process(capsys, *common, "--max_steps=3")[0] == 0
+    status, stdout, _ = train_in_process(capsys, *common, "--max_steps=5")
+    assert status == 0
+    assert "resuming from" in stdout and "(step 3)" in stdout
+    assert sorted(losses(stdout)) == [4, 5]
 
-    changed = train(f"--tables={tables}", f"--checkpoint_dir={checkpoint_dir}",
-                    "--max_steps=7", "--model_dim=16", check=False)
-    assert changed.returncode == 2
-    assert "--model_dim was 8, now 16" in changed.stderr and "Traceback" not in changed.stderr
+    status, _, stderr = train_in_process(capsys, *common, "--max_steps=7", "--model_dim=16")
+    assert status == 2
+    assert "--model_dim was 8, now 16" in stderr and "Traceback" not in stderr
 
-    fresh = train(f"--tables={tables}", f"--checkpoint_dir={checkpoint_dir}",
-                  "--max_steps=2", "--model_dim=16", "--overwrite")
-    assert "resuming" not in fresh.stdout
+    status, stdout, _ = train_in_process(capsys, *common, "--max_steps=2", "--model_dim=16", "--overwrite")
+    assert status == 0
+    assert "resuming" not in stdout
     assert not os.path.exists(os.path.join(checkpoint_dir, "ckpt-5.index"))
     assert os.path.exists(os.path.join(checkpoint_dir, "ckpt-2.index"))
 
@@ -112,7 +129,7 @@ def _read(path):
         return ""
 
 
-def test_killed_run_continues_from_its_last_checkpoint(tables, tmp_path):
+def test_killed_run_continues_from_its_last_checkpoint(tables, tmp_path, capsys):
     checkpoint_dir = str(tmp_path / "run")
     flags = [f"--tables={tables}", f"--checkpoint_dir={checkpoint_dir}", "--max_steps=3000",
              "--snapshot=10", "--log_every=50"]
@@ -130,16 +147,20 @@ def test_killed_run_continues_from_its_last_checkpoint(tables, tmp_path):
     # The rerun only has to show it resumes where the kill left off and carries
     # on; running it to step 3000 (300 snapshots) made this the slowest test.
     finish = killed_at + 10
-    resumed = train(*flags[:2], f"--max_steps={finish}", *flags[3:])
-    assert f"(step {killed_at})" in resumed.stdout
+    # The kill needs a process of its own; the rerun does not.
+    status, stdout, _ = train_in_process(capsys, *flags[:2], f"--max_steps={finish}", *flags[3:])
+    assert status == 0
+    assert f"(step {killed_at})" in stdout
     assert os.path.exists(os.path.join(checkpoint_dir, f"ckpt-{finish}.index"))
 
 
-def test_batch_larger_than_the_table_trains(tmp_path):
+def test_batch_larger_than_the_table_trains(tmp_path, capsys):
     folder = str(tmp_path / "tables")
     write_parquet_table(folder, num_users=5, num_shards=1)
-    result = train(f"--tables={folder}", f"--checkpoint_dir={tmp_path / 'run'}", "--max_steps=3")
-    assert sorted(losses(result.stdout)) == [1, 2, 3]
+    status, stdout, _ = train_in_process(capsys, f"--tables={folder}", f"--checkpoint_dir={tmp_path / 'run'}",
+                                         "--max_steps=3")
+    assert status == 0
+    assert sorted(losses(stdout)) == [1, 2, 3]
 
 
 @pytest.mark.parametrize("flag, message", [
@@ -150,19 +171,25 @@ def test_batch_larger_than_the_table_trains(tmp_path):
     ("--tables=/no/such/table.parquet", "--tables: file /no/such/table.parquet does not exist"),
     ("--num_vocabulary=10", "--num_vocabulary=10 is smaller than the vocabulary of 50"),
 ], ids=["pooling", "batch_size", "dropout", "mlp_layers", "missing_table", "small_vocabulary"])
-def test_bad_flags_exit_2_naming_the_flag(tables, tmp_path, flag, message):
-    flags = [f"--tables={tables}", f"--checkpoint_dir={tmp_path / 'run'}", "--max_steps=1", flag]
-    result = train(*flags, check=False)
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_flags_exit_2_naming_the_flag(tables, tmp_path, flag, message, capsys):
+    # In-process through run_cli, as python main/train.py runs it, without a TensorFlow
+    # start-up per case: every case stops before training.
+    flags = [*TINY, f"--tables={tables}", f"--checkpoint_dir={tmp_path / 'run'}", "--max_steps=1", flag]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train_entry_point.main, flags)
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert message in stderr
+    assert "Traceback" not in stderr
+    assert not os.path.exists(tmp_path / "run")
 
 
-def test_warm_start_restores_the_encoder_only(finished_run, tables, tmp_path):
+def test_warm_start_restores_the_encoder_only(finished_run, tables, tmp_path, capsys):
     source, _ = finished_run
-    result = train(f"--tables={tables}", f"--checkpoint_dir={tmp_path / 'warm'}",
-                   "--max_steps=1", f"--init_checkpoint={source}")
-    restored = int(re.search(r"restored (\d+) encoder variables, skipped 0", result.stdout).group(1))
+    status, stdout, _ = train_in_process(capsys, f"--tables={tables}", f"--checkpoint_dir={tmp_path / 'warm'}",
+                                         "--max_steps=1", f"--init_checkpoint={source}")
+    assert status == 0
+    restored = int(re.search(r"restored (\d+) encoder variables, skipped 0", stdout).group(1))
     assert restored > 0
 
 
@@ -213,8 +240,9 @@ def test_multi_worker_with_two_local_workers_writes_one_set_of_checkpoints(table
     assert sorted(losses(outputs[0][0])) == [1, 2, 3, 4]
 
 
-def test_random_windows_train_on_whole_sequences(tables, tmp_path):
-    result = train(f"--tables={tables}/train", f"--checkpoint_dir={tmp_path / 'run'}",
-                   "--max_steps=3", "--random_target_fraction=0.25")
-    assert "training on random windows, 25% of behaviours as target" in result.stdout
-    assert sorted(losses(result.stdout)) == [1, 2, 3]
+def test_random_windows_train_on_whole_sequences(tables, tmp_path, capsys):
+    status, stdout, _ = train_in_process(capsys, f"--tables={tables}/train", f"--checkpoint_dir={tmp_path / 'run'}",
+                                         "--max_steps=3", "--random_target_fraction=0.25")
+    assert status == 0
+    assert "training on random windows, 25% of behaviours as target" in stdout
+    assert sorted(losses(stdout)) == [1, 2, 3]
