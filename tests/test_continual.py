@@ -257,7 +257,7 @@ def test_a_killed_task_leaves_the_folder_serving_and_a_rerun_learns_it(pretraine
         write_state(staging, state)  # the new task's files are in the staging folder ...
         raise KeyboardInterrupt      # ... when the job dies, before its manifest
 
-    for target, name, replacement in ((continual, "learn_task", killed_learning),
+    for target, name, replacement in ((continual, "learner", lambda method: killed_learning),
                                       (continual.continual_checkpoint, "write_state",
                                        killed_commit)):
         with monkeypatch.context() as patch:
