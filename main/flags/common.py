@@ -11,7 +11,7 @@ import argparse
 import copy
 
 from contracts import schema
-from util.flag_types import non_negative_float, non_negative_int, positive_int
+from util.flag_types import non_negative_float, non_negative_int, positive_int, probability
 
 DEFAULT_SEED = 42
 DEFAULT_LEARNING_RATE = 1e-3
@@ -113,3 +113,20 @@ def add_cpu_replicas_flag(group):
     group.add_argument("--cpu_replicas", type=non_negative_int, default=0,
                        help="split the CPU into N logical devices for --strategy=mirrored "
                             "(try distribution without GPUs); 0 leaves it whole")
+
+
+def add_task_users_flags(group):
+    """Where a downstream task's users and labels come from: main/finetune.py and main/continual.py."""
+    # Imported here: evaluation.probes loads scikit-learn, which main/build_tables.py never needs.
+    from evaluation.probes import CANONICAL_SPLIT
+
+    group.add_argument("--labels", default="",
+                       help="label table (users.dat, .parquet, .csv, .tsv); empty: the "
+                            "labels.parquet of the pretrained run's table folder")
+    group.add_argument("--tables", default="",
+                       help="sequence table; empty: the pretrained run's table folder")
+    group.add_argument("--split", default=CANONICAL_SPLIT,
+                       help="'canonical' (user_id %% 5 == 0 is test) or column:NAME of --labels "
+                            "holding train/test")
+    group.add_argument("--validation_fraction", type=probability, default=0.1,
+                       help="share of the train users held out to choose the best epoch")

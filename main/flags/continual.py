@@ -2,12 +2,12 @@
 
 import argparse
 
-from evaluation.probes import CANONICAL_SPLIT
 from main.flags.common import (
     FlagHelpFormatter,
     add_cpu_replicas_flag,
     add_optimisation_flags,
     add_strategy_flag,
+    add_task_users_flags,
 )
 from model.methods.conure import DEFAULT_PRUNE_RATIO
 from model.methods.registry import DEFAULT_CONTINUAL_METHOD, METHODS, method_names
@@ -57,16 +57,7 @@ def continual_flag_parser():
     task.add_argument("--overwrite_task", action="store_true",
                       help="learn --task again although it is learned; only the last task "
                            "learned can be (later tasks are built on its weights)")
-    task.add_argument("--labels", default="",
-                      help="label table (users.dat, .parquet, .csv, .tsv); empty: the "
-                           "labels.parquet of the pretrained run's table folder")
-    task.add_argument("--tables", default="",
-                      help="sequence table; empty: the pretrained run's table folder")
-    task.add_argument("--split", default=CANONICAL_SPLIT,
-                      help="'canonical' (user_id %% 5 == 0 is test) or column:NAME of --labels "
-                           "holding train/test")
-    task.add_argument("--validation_fraction", type=probability, default=0.1,
-                      help="share of the train users held out to choose the best epoch")
+    add_task_users_flags(task)
 
     conure = parser.add_argument_group("conure")
     conure.add_argument("--prune_ratio", type=probability, default=DEFAULT_PRUNE_RATIO,

@@ -2,8 +2,12 @@
 
 import argparse
 
-from evaluation.probes import CANONICAL_SPLIT
-from main.flags.common import FlagHelpFormatter, add_optimisation_flags, add_strategy_flag
+from main.flags.common import (
+    FlagHelpFormatter,
+    add_optimisation_flags,
+    add_strategy_flag,
+    add_task_users_flags,
+)
 from model.methods.peterrec import PATCH_PLACEMENTS, SERIAL
 from model.methods.registry import DEFAULT_METHOD, METHODS, method_names
 from model.tasks.registry import RECOMMENDATION_TASK
@@ -26,16 +30,7 @@ def finetune_flag_parser():
                       help=f"a label column of --labels (classification, e.g. gender), or "
                            f"'{RECOMMENDATION_TASK}': recommend the items of each user's target "
                            f"window (cold-start recommendation)")
-    task.add_argument("--labels", default="",
-                      help="label table (users.dat, .parquet, .csv, .tsv); empty: the "
-                           "labels.parquet of the pretrained run's table folder")
-    task.add_argument("--tables", default="",
-                      help="sequence table; empty: the pretrained run's table folder")
-    task.add_argument("--split", default=CANONICAL_SPLIT,
-                      help="'canonical' (user_id %% 5 == 0 is test) or column:NAME of --labels "
-                           "holding train/test")
-    task.add_argument("--validation_fraction", type=probability, default=0.1,
-                      help="share of the train users held out to choose the best epoch")
+    add_task_users_flags(task)
 
     method = parser.add_argument_group("method")
     method.add_argument("--method", choices=method_names(), default=DEFAULT_METHOD,
