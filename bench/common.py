@@ -91,3 +91,26 @@ def write_markdown_report(path, lines, seconds, commands):
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
     print(f"wrote {path}", flush=True)
+
+
+def build_and_pretrain_nextitnet(flags, tables, pretrained, commands, seconds):
+    """ML-1M tables from ``flags.data`` into ``tables``, then a NextItNet run in ``pretrained``.
+
+    The first stages of the PeterRec and continual benchmarks; ``flags`` carries
+    ``data``, ``max_items_per_user``, ``steps``, ``batch_size``, ``model_dim``
+    and ``dilations``. Each command is logged in ``commands``, its time in ``seconds``.
+    """
+    python = sys.executable
+    print(f"building tables into {tables}", flush=True)
+    seconds["build tables"], _ = run_command(
+        [python, "main/build_tables.py", f"--movielens={flags.data}", f"--output_dir={tables}",
+         f"--max_items_per_user={flags.max_items_per_user}", "--overwrite"], commands)
+    print(f"pretraining NextItNet for {flags.steps} steps", flush=True)
+    seconds["pretrain nextitnet"], stdout = run_command(
+        [python, "main/train.py", "--model=nextitnet", f"--tables={tables}",
+         f"--checkpoint_dir={pretrained}", f"--max_steps={flags.steps}",
+         f"--snapshot={flags.steps}", f"--batch_size={flags.batch_size}",
+         f"--model_dim={flags.model_dim}", f"--dilations={flags.dilations}",
+         f"--max_items_per_user={flags.max_items_per_user}", "--log_every=100",
+         "--overwrite"], commands)
+    print("  " + stdout.strip().splitlines()[-2], flush=True)

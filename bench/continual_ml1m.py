@@ -38,7 +38,7 @@ import os
 import shutil
 import sys
 
-from common import REPO_ROOT, run_command, run_description, write_markdown_report
+from common import REPO_ROOT, build_and_pretrain_nextitnet, run_command, run_description, write_markdown_report
 
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "ml-1m"))
 TASKS = ("items", "gender", "age", "occupation")
@@ -186,26 +186,13 @@ def main(argv=None):
     flags = parse_flags(argv)
     if not os.path.exists(os.path.join(flags.data, "events.parquet")):
         sys.exit(f"MovieLens-1M is not at {flags.data}; pass --data")
-    python = sys.executable
     tables = os.path.join(flags.work_dir, "tables")
     pretrained = os.path.join(flags.work_dir, "nextitnet")
     tasks = [FIRST_TASK] + [task for task in flags.tasks.split(",") if task]
     methods = [method for method in flags.methods.split(",") if method]
     commands, seconds = [], {}
     if not (flags.reuse_pretrained and os.path.isdir(pretrained)):
-        print(f"building tables into {tables}", flush=True)
-        seconds["build tables"], _ = run_command(
-            [python, "main/build_tables.py", f"--movielens={flags.data}", f"--output_dir={tables}",
-             f"--max_items_per_user={flags.max_items_per_user}", "--overwrite"], commands)
-        print(f"pretraining NextItNet for {flags.steps} steps", flush=True)
-        seconds["pretrain nextitnet"], stdout = run_command(
-            [python, "main/train.py", "--model=nextitnet", f"--tables={tables}",
-             f"--checkpoint_dir={pretrained}", f"--max_steps={flags.steps}",
-             f"--snapshot={flags.steps}", f"--batch_size={flags.batch_size}",
-             f"--model_dim={flags.model_dim}", f"--dilations={flags.dilations}",
-             f"--max_items_per_user={flags.max_items_per_user}", "--log_every=100",
-             "--overwrite"], commands)
-        print("  " + stdout.strip().splitlines()[-2], flush=True)
+        build_and_pretrain_nextitnet(flags, tables, pretrained, commands, seconds)
 
     results = {}
     # The continual folders first: sequential FineAll's T1 is the pretrained model as it is,

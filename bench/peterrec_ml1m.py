@@ -21,7 +21,7 @@ import json
 import os
 import sys
 
-from common import REPO_ROOT, run_command, run_description, write_markdown_report
+from common import REPO_ROOT, build_and_pretrain_nextitnet, run_command, run_description, write_markdown_report
 
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "ml-1m"))
 METHODS = ("peterrec", "fineall", "finecls", "finelast", "scratch")
@@ -66,19 +66,7 @@ def main(argv=None):
     pretrained = os.path.join(flags.work_dir, "nextitnet")
     commands, seconds = [], {}
     if not (flags.reuse_pretrained and os.path.isdir(pretrained)):
-        print(f"building tables into {tables}", flush=True)
-        seconds["build tables"], _ = run_command(
-            [python, "main/build_tables.py", f"--movielens={flags.data}", f"--output_dir={tables}",
-             f"--max_items_per_user={flags.max_items_per_user}", "--overwrite"], commands)
-        print(f"pretraining NextItNet for {flags.steps} steps", flush=True)
-        seconds["pretrain nextitnet"], stdout = run_command(
-            [python, "main/train.py", "--model=nextitnet", f"--tables={tables}",
-             f"--checkpoint_dir={pretrained}", f"--max_steps={flags.steps}",
-             f"--snapshot={flags.steps}", f"--batch_size={flags.batch_size}",
-             f"--model_dim={flags.model_dim}", f"--dilations={flags.dilations}",
-             f"--max_items_per_user={flags.max_items_per_user}", "--log_every=100",
-             "--overwrite"], commands)
-        print("  " + stdout.strip().splitlines()[-2], flush=True)
+        build_and_pretrain_nextitnet(flags, tables, pretrained, commands, seconds)
 
     results = []
     for task in flags.tasks.split(","):
