@@ -1,6 +1,8 @@
 """The continual-learning benchmark on MovieLens-1M: one task sequence, four ways to learn it.
 
     python bench/continual_ml1m.py                     # about 45 minutes on two CPU cores
+    python bench/continual_ml1m.py --reuse_pretrained --with_stored --methods=teracon
+                                                       # add one method to the last report
     python bench/continual_ml1m.py --steps=100 --epochs=1 --retrain_epochs=0 \\
         --tasks=items,gender --methods=conure          # a smoke run
 
@@ -40,9 +42,13 @@ import sys
 
 from common import REPO_ROOT, build_and_pretrain_nextitnet, run_command, run_description, write_markdown_report
 
+from util.atomic import write_text_atomically
+
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "ml-1m"))
 TASKS = ("items", "gender", "age", "occupation")
 METHODS = ("conure", "sequential_fineall", "peterrec", "independent_fineall")
+# Methods a run learns only when --methods names them.
+EXTRA_METHODS = ()
 CONTINUAL_METHODS = ("conure", "sequential_fineall")
 FINETUNE_METHOD = {"peterrec": "peterrec", "independent_fineall": "fineall"}
 FIRST_TASK = "next_item"
@@ -85,6 +91,10 @@ def parse_flags(argv=None):
                         help="Adam learning rate of every method's tasks")
     parser.add_argument("--reuse_pretrained", action="store_true",
                         help="keep the tables and pretrained run in --work_dir")
+    parser.add_argument("--with_stored", action="store_true",
+                        help="also report every method whose results an earlier run left in "
+                             "--work_dir (results-<method>.json) and --methods did not rerun; "
+                             "needs --reuse_pretrained, so all share one backbone")
     return parser.parse_args(argv)
 
 
@@ -182,10 +192,50 @@ def summary(rows):
     return sum(final) / count, bwt
 
 
+def _results_file(flags, method):
+    return os.path.join(flags.work_dir, f"results-{method}.json")
+
+
+def store_results(flags, method, tasks, result, seconds):
+    """Keeps one method's R and records, so a later run can report it beside new methods."""
+    rows, records = result
+    stages = {stage: value for stage, value in seconds.items() if stage.startswith(method + " ")}
+    write_text_atomically(_results_file(flags, method), json.dumps(
+        {"tasks": tasks, "settings": _settings(flags), "rows": rows, "records": records,
+         "seconds": stages}, indent=1))
+
+
+def stored_results(flags, tasks, methods, seconds):
+    """{method: (rows, records)} stored by an earlier run, for methods this one does not rerun."""
+    found = {}
+    for method in METHODS + EXTRA_METHODS:
+        path = _results_file(flags, method)
+        if method in methods or not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as handle:
+            stored = json.load(handle)
+        if stored["tasks"] != tasks or stored["settings"] != _settings(flags):
+            sys.exit(f"{path} was measured on other tasks or settings than this run; rerun "
+                     f"{method} (add it to --methods) or leave out --with_stored")
+        found[method] = (stored["rows"], stored["records"])
+        seconds.update(stored["seconds"])
+    return found
+
+
+def _settings(flags):
+    """The flags every method of one report must share."""
+    return {name: getattr(flags, name) for name in (
+        "max_items_per_user", "steps", "batch_size", "model_dim", "dilations", "epochs",
+        "retrain_epochs", "task_batch_size", "task_learning_rate")}
+
+
 def main(argv=None):
     flags = parse_flags(argv)
     if not os.path.exists(os.path.join(flags.data, "events.parquet")):
         sys.exit(f"MovieLens-1M is not at {flags.data}; pass --data")
+    if flags.with_stored and not flags.reuse_pretrained:
+        sys.exit("--with_stored reports methods learned from an earlier run's backbone; "
+                 "pass --reuse_pretrained too")
     tables = os.path.join(flags.work_dir, "tables")
     pretrained = os.path.join(flags.work_dir, "nextitnet")
     tasks = [FIRST_TASK] + [task for task in flags.tasks.split(",") if task]
@@ -199,6 +249,7 @@ def main(argv=None):
     # which is also task 1 of PeterRec and of the independent models.
     for method in [m for m in methods if m in CONTINUAL_METHODS]:
         results[method] = run_continual(flags, method, pretrained, tasks, commands, seconds)
+        store_results(flags, method, tasks, results[method], seconds)
     separate = [m for m in methods if m not in CONTINUAL_METHODS]
     if separate:
         if "sequential_fineall" in results:
@@ -211,6 +262,9 @@ def main(argv=None):
         for method in separate:
             results[method] = run_separate(flags, method, pretrained, tasks, first, commands,
                                            seconds)
+            store_results(flags, method, tasks, results[method], seconds)
+    if flags.with_stored:
+        results.update(stored_results(flags, tasks, methods, seconds))
     write_report(flags, tasks, results, commands, seconds)
 
 
