@@ -46,10 +46,18 @@ from util.atomic import write_text_atomically
 
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "ml-1m"))
 TASKS = ("items", "gender", "age", "occupation")
-METHODS = ("conure", "sequential_fineall", "peterrec", "independent_fineall")
+METHODS = ("conure", "teracon", "teracon_no_retention", "sequential_fineall", "peterrec",
+           "independent_fineall")
 # Methods a run learns only when --methods names them.
-EXTRA_METHODS = ()
-CONTINUAL_METHODS = ("conure", "sequential_fineall")
+EXTRA_METHODS = ("teracon_all_item_labels",)
+# Bench methods that are main/continual.py methods with other flags: the ablations.
+CONTINUAL_VARIANTS = {
+    "teracon_no_retention": ("teracon", ["--retention_weight=0"]),
+    "teracon_all_item_labels": ("teracon", ["--retention_top_k=0"]),
+}
+CONTINUAL_METHODS = ("conure", "teracon", "sequential_fineall", *CONTINUAL_VARIANTS)
+# Methods that retrain task 1 on its own objective (--first_task_epochs) before task 2.
+RETRAIN_FIRST_TASK = ("conure", "teracon")
 FINETUNE_METHOD = {"peterrec": "peterrec", "independent_fineall": "fineall"}
 FIRST_TASK = "next_item"
 # The one number per task that R holds: full-ranking NDCG@10 for item tasks, accuracy for
@@ -120,11 +128,12 @@ def run_continual(flags, method, pretrained, tasks, commands, seconds):
     """Learns the sequence into one continual folder; returns (R rows, per-task records)."""
     python = sys.executable
     folder = os.path.join(flags.work_dir, method)
-    first_epochs = flags.first_task_epochs if method == "conure" else 0
+    cli_method, extra = CONTINUAL_VARIANTS.get(method, (method, []))
+    first_epochs = flags.first_task_epochs if cli_method in RETRAIN_FIRST_TASK else 0
     rows, records = [], []
     previous_bytes = 0
     for index, task in enumerate(tasks, start=1):
-        start = ([f"--method={method}", f"--pretrained={pretrained}", f"--model_dir={folder}"]
+        start = ([f"--method={cli_method}", f"--pretrained={pretrained}", f"--model_dir={folder}"]
                  if index == 1 else [f"--model_dir={folder}"])
         print(f"{method}: task {index} ({task})", flush=True)
         if index == 1 and os.path.exists(folder):
@@ -133,7 +142,7 @@ def run_continual(flags, method, pretrained, tasks, commands, seconds):
         seconds[stage], stdout = run_command(
             [python, "main/continual.py", *start, f"--task={task}", *_labels(flags, task),
              f"--epochs={flags.epochs}", f"--retrain_epochs={flags.retrain_epochs}",
-             f"--first_task_epochs={first_epochs}", *_task_flags(flags)], commands)
+             f"--first_task_epochs={first_epochs}", *_task_flags(flags), *extra], commands)
         print("  " + [line for line in stdout.splitlines() if "learned in" in line][-1],
               flush=True)
         scores_file = os.path.join(flags.work_dir, f"{method}-after-{index}.json")
@@ -148,6 +157,8 @@ def run_continual(flags, method, pretrained, tasks, commands, seconds):
         size = _folder_bytes(folder)
         records.append({"task": task, "seconds": seconds[stage], "bytes": size - previous_bytes,
                         "parameters": entry["stored_parameters"],
+                        "head_parameters": entry.get("head_parameters"),
+                        "backbone_parameters": entry.get("backbone_parameters"),
                         "mask_bits": entry["stored_mask_bits"], "mask_share": entry["mask_share"],
                         "final": None})
         previous_bytes = size
@@ -388,6 +399,41 @@ def goals(results):
                       for c, p in zip(records[1:], peter) if c["seconds"] > p["seconds"]]
             lines.append("- each task learned in at most PeterRec's time: " + (
                 "holds" if not slower else "does not hold for " + ", ".join(slower)))
+    if "teracon" in results:
+        lines += ["", "## Goals (TERACON issue)", "", *teracon_goals(results)]
+    return lines
+
+
+def teracon_goals(results):
+    rows, records = results["teracon"]
+    average, bwt = summary(rows)
+    lines = [f"- TERACON's BWT >= -1 point: {100 * bwt:+.2f}: "
+             f"{'holds' if bwt >= -0.01 else 'does not hold'}"]
+    if "conure" in results:
+        conure_average, _ = summary(results["conure"][0])
+        lines.append(f"- TERACON's final average >= Conure's: {_points(average)} vs "
+                     f"{_points(conure_average)}: "
+                     f"{'holds' if average >= conure_average else 'does not hold'}")
+    added = [r for r in records[1:] if r.get("backbone_parameters")]
+    if added:
+        backbone = added[0]["backbone_parameters"]
+        shares = ", ".join(
+            f"{r['task']} {r['parameters'] / backbone:.2%} "
+            f"({(r['parameters'] - r['head_parameters']) / backbone:.2%} without its head)"
+            for r in added)
+        small = all(r["parameters"] < 0.01 * backbone for r in added)
+        lines.append(f"- stored parameters per added task < 1% of the backbone's {backbone:,}: "
+                     f"{shares}: {'holds' if small else 'does not hold where a task has an item head (its own table of item vectors)'}")
+    if "teracon_no_retention" in results:
+        _, ablation_bwt = summary(results["teracon_no_retention"][0])
+        lines.append(f"- without the retention loss (alpha = 0) TERACON forgets visibly more: "
+                     f"BWT {100 * ablation_bwt:+.2f} vs {100 * bwt:+.2f}: "
+                     f"{'holds' if ablation_bwt < bwt - 0.005 else 'does not hold'}")
+    if "teracon_all_item_labels" in results:
+        full_average, full_bwt = summary(results["teracon_all_item_labels"][0])
+        lines.append(f"- the bounded pseudo-labels (top-100 items) cost little against every "
+                     f"item's score: final average {_points(average)} vs {_points(full_average)}, "
+                     f"BWT {100 * bwt:+.2f} vs {100 * full_bwt:+.2f}")
     return lines
 
 

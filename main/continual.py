@@ -1,4 +1,4 @@
-"""Learns task after task into one continual model folder that serves every task learned (Conure).
+"""Learns task after task into one continual model folder that serves every task learned (Conure, TERACON).
 
     python main/train.py --model=nextitnet --tables=runs/ml1m/tables --checkpoint_dir=runs/nin
     python main/continual.py --method=conure --pretrained=runs/nin --model_dir=runs/conure --task=items
@@ -123,14 +123,14 @@ def _learn_one(flags, state, method, task, strategy, sample, labels_path):
         else:
             model = task_model(state, index, sample, description)
     settings = _phase_settings(flags, first=index == 1)
-    report = learner(method)(model, task, method, description, strategy, settings,
-                             log=lambda line: print(line, flush=True))
+    report, changed_heads = learner(method)(model, state, task, method, description, strategy,
+                                            settings, log=lambda line: print(line, flush=True))
     metrics = task.scores(model, task.test)
     manifest = dict(state.manifest, tasks=state.tasks + [task_entry(
         task, description, metrics, report, model, _label_source(task.name, labels_path),
         labels_path, flags.split,
         datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))])
-    new_state = capture(model, manifest, state.heads, index)
+    new_state = capture(model, manifest, {**state.heads, **changed_heads}, index)
     with atomic_directory(flags.model_dir) as staging:
         continual_checkpoint.write_state(staging, new_state)
         write_continual_manifest(staging, manifest)
@@ -193,8 +193,9 @@ def _new_manifest(flags):
             f"prediction)")
     step, prefix = checkpoint_for_step(flags.pretrained, flags.pretrained_step,
                                        folder_flag="--pretrained", step_flag="--pretrained_step")
-    return new_manifest(pretrained, family, flags.method or DEFAULT_CONTINUAL_METHOD,
-                        flags.pretrained, prefix, step)
+    method = get_method(flags.method or DEFAULT_CONTINUAL_METHOD)
+    return dict(new_manifest(pretrained, family, method.name, flags.pretrained, prefix, step),
+                **method.folder_entries(flags))
 
 
 def _check_flags_match(flags, manifest):
@@ -207,6 +208,9 @@ def _check_flags_match(flags, manifest):
     if flags.pretrained and os.path.abspath(flags.pretrained) != manifest["pretrained_run"]:
         raise UserInputError(f"--pretrained {flags.pretrained}: {flags.model_dir} started from "
                              f"{manifest['pretrained_run']}; leave --pretrained out")
+    if flags.s_max and "s_max" in manifest and flags.s_max != manifest["s_max"]:
+        raise UserInputError(f"--s_max={flags.s_max}: {flags.model_dir} serves every task at "
+                             f"s_max {manifest['s_max']} (a folder's setting); leave --s_max out")
 
 
 def _drop_if_relearning(flags, state):
@@ -218,6 +222,11 @@ def _drop_if_relearning(flags, state):
         raise UserInputError(f"--task={flags.task} is learned already (task {index} of "
                              f"{flags.model_dir}); pass --overwrite_task to learn it again")
     last = len(state.tasks)
+    if get_method(state.manifest["method"]).task_tables:
+        raise UserInputError(
+            f"--overwrite_task: {state.manifest['method']} trained every weight of "
+            f"{flags.model_dir} on {flags.task}, and the folder from before it is not kept; "
+            f"learn the tasks into a new --model_dir")
     if index != last or index == 1:
         raise UserInputError(
             f"--overwrite_task: {flags.task} is task {index} of {last}; only the last task "

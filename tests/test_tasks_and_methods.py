@@ -28,6 +28,9 @@ class Settings:
     patch = "serial"
     train_layer_norms = True
     prune_ratio = 0.7
+    s_max = 50.0
+    retention_weight = 0.7
+    retention_top_k = 10
 
 
 def _sequences(count, seed):
@@ -58,6 +61,7 @@ def _description(method, task):
                    # A continual method's place in its task sequence (Conure: a later task).
                    "task_index": 2}
     description.update(task.description_entries())
+    description.update(method.folder_entries(Settings))
     description.update(method.description_entries(Settings))
     return description
 

@@ -9,7 +9,9 @@ from main.flags.common import (
     add_strategy_flag,
     add_task_users_flags,
 )
+from model.layers.task_embedding_mask_adapter import DEFAULT_S_MAX
 from model.methods.conure import DEFAULT_PRUNE_RATIO
+from model.methods.teracon import DEFAULT_RETENTION_TOP_K, DEFAULT_RETENTION_WEIGHT
 from model.methods.registry import DEFAULT_CONTINUAL_METHOD, METHODS, method_names
 from model.tasks.registry import NEXT_ITEM_TASK, RECOMMENDATION_TASK
 from util.flag_types import non_negative_float, non_negative_int, positive_int, probability
@@ -25,7 +27,9 @@ def continual_flag_parser():
         prog="main/continual.py",
         description="Learn task after task into ONE model folder that keeps serving every task "
                     "learned so far (Conure: a binary mask per task on the convolution kernels "
-                    "of a pretrained NextItNet). The first call needs --pretrained and learns "
+                    "of a pretrained NextItNet; TERACON: soft masks from task embeddings, every "
+                    "weight trainable, old tasks kept by a retention loss). The first call needs "
+                    "--pretrained and learns "
                     f"task 1, '{NEXT_ITEM_TASK}' (the pretraining objective, pruned and "
                     "retrained), before --task; later calls add one task each.",
         formatter_class=FlagHelpFormatter)
@@ -65,12 +69,13 @@ def continual_flag_parser():
                              "training (the paper's 0.7: task 1 keeps 30%% of every kernel, "
                              "task 2 21%%, task 3 14.7%%, ...)")
     conure.add_argument("--epochs", type=positive_int, default=5,
-                        help="epochs of training the free weights (tasks 2, 3, ...)")
+                        help="epochs of training the free weights (tasks 2, 3, ...); "
+                             "sequential_fineall and teracon train --epochs + --retrain_epochs")
     conure.add_argument("--retrain_epochs", type=non_negative_int, default=2,
                         help="epochs of retraining the kept weights after pruning")
     conure.add_argument("--first_task_epochs", type=non_negative_int, default=1,
                         help=f"epochs of retraining task 1 ({NEXT_ITEM_TASK}) on its kept "
-                             f"weights, over every user's history")
+                             f"weights (teracon: through its masks), over every user's history")
     conure.add_argument("--first_task_learning_rate", type=non_negative_float, default=1e-3,
                         help="Adam learning rate of task 1's retraining")
     conure.add_argument("--first_task_batch_size", type=positive_int, default=64,
@@ -78,6 +83,20 @@ def continual_flag_parser():
     conure.add_argument("--num_sampled", type=non_negative_int, default=-1,
                         help="task 1: sampled-softmax negatives per batch; 0: full softmax; "
                              "default (-1): the pretrained run's --num_sampled")
+
+    teracon = parser.add_argument_group("teracon")
+    teracon.add_argument("--s_max", type=_mask_scale, default=0.0,
+                         help=f"scale the masks are served at and annealed to within each epoch "
+                              f"(a folder's setting); 0: the folder's, or {DEFAULT_S_MAX:g} for "
+                              f"a new folder")
+    teracon.add_argument("--retention_weight", type=non_negative_float,
+                         default=DEFAULT_RETENTION_WEIGHT,
+                         help="alpha, the weight of the knowledge-retention loss that keeps the "
+                              "earlier tasks' outputs; 0: none (old tasks are forgotten)")
+    teracon.add_argument("--retention_top_k", type=non_negative_int,
+                         default=DEFAULT_RETENTION_TOP_K,
+                         help="item heads' pseudo-labels: the teacher's top-k items per user "
+                              "(bounded memory); 0: every item's score, as the original")
 
     optimisation = parser.add_argument_group("optimisation (tasks 2, 3, ...)")
     add_optimisation_flags(optimisation, batch_help="GLOBAL batch size, users per step")
@@ -94,6 +113,13 @@ def continual_flag_parser():
     add_strategy_flag(run)
     add_cpu_replicas_flag(run)
     return parser
+
+
+def _mask_scale(text):
+    value = non_negative_float(text)
+    if value != 0 and value < 1:
+        raise argparse.ArgumentTypeError(f"must be 0 (the folder's) or at least 1, got {text}")
+    return value
 
 
 def parse_continual_flags(argv=None):

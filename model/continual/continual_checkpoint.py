@@ -2,7 +2,8 @@
 
 ``backbone.*`` is one TensorFlow checkpoint of the backbone's variables (by
 position in ``encoder.backbone_variables()``) and of each kernel's task
-masks, one bit per weight and task (``kernel_ownership.pack_owner``);
+masks, one bit per weight and task (``kernel_ownership.pack_owner``), or
+of each block's task tables (TERACON: embeddings, relation table, biases);
 ``head-<task>.*`` holds one task's head. The manifest (``continual.json``)
 is written by the caller, last, so a folder with a manifest has every file
 it names. Reading uses ``tf.train.load_checkpoint``, which needs no model
@@ -54,7 +55,8 @@ def write_state(folder, state):
     num_tasks = len(state.tasks)
     _write(os.path.join(folder, CONTINUAL_BACKBONE_PREFIX), {
         "backbone": state.backbone,
-        "masks": [pack_owner(owner, num_tasks) for owner in state.owners]})
+        "masks": [pack_owner(owner, num_tasks) for owner in state.owners],
+        "task_tables": state.task_tables})
     for task_index, values in state.heads.items():
         _write(continual_head_prefix(folder, task_index), {"head": values})
 
@@ -71,7 +73,7 @@ def read_state(folder, manifest, kernel_shapes):
         UserInputError: a checkpoint is damaged or does not fit the manifest.
     """
     prefix = os.path.join(folder, CONTINUAL_BACKBONE_PREFIX)
-    stored = _read(prefix, ("backbone", "masks"))
+    stored = _read(prefix, ("backbone", "masks", "task_tables"))
     if len(stored["masks"]) != len(kernel_shapes):
         raise UserInputError(
             f"checkpoint {prefix} holds masks of {len(stored['masks'])} kernels; the manifest's "
@@ -87,8 +89,13 @@ def read_state(folder, manifest, kernel_shapes):
         raise UserInputError(
             f"checkpoint {prefix} holds masks of another number of tasks than the "
             f"{num_tasks} of its manifest")
+    # Every third table is a block's task embeddings: [tasks, 2, channels].
+    if any(table.shape[0] != num_tasks for table in stored["task_tables"][::3]):
+        raise UserInputError(
+            f"checkpoint {prefix} holds task tables of another number of tasks than the "
+            f"{num_tasks} of its manifest")
     heads = {index: _read(continual_head_prefix(folder, index), ("head",))["head"]
              for index in range(1, num_tasks + 1)}
     return ContinualState(manifest=manifest, backbone=stored["backbone"],
                           owners=[np.asarray(owner, dtype=np.int32) for owner in owners],
-                          heads=heads)
+                          heads=heads, task_tables=stored["task_tables"])

@@ -50,12 +50,14 @@ def check_free_capacity(owners, names, prune_ratio, task_name):
             f"holds a bounded number of tasks (--prune_ratio sets how much each one takes)")
 
 
-def learn_task(model, task, method, description, strategy, settings, log=print):
+def learn_task(model, state, task, method, description, strategy, settings, log=print):
     """Learns task ``description["task_index"]`` into ``model``'s free weights.
 
     Args:
         model: the task's ``TaskModel`` (built in ``strategy.scope()``), carrying the
             backbone and the owners of the tasks before it (``continual_state.task_model``).
+        state: the folder's ``ContinualState`` before the task (unused: earlier
+            tasks' heads do not change).
         task: the ``Task`` (its users).
         method: the ``Conure`` method.
         description: the task description (``task_index``, ``prune_ratio``).
@@ -66,7 +68,8 @@ def learn_task(model, task, method, description, strategy, settings, log=print):
         log: called with progress lines.
 
     Returns:
-        dict: each phase's best epoch, validation and seconds, and the total seconds.
+        (report, {}): each phase's best epoch, validation and seconds, and the
+        total seconds; no earlier task's head changes.
     """
     started = time.perf_counter()
     index = description["task_index"]
@@ -97,4 +100,4 @@ def learn_task(model, task, method, description, strategy, settings, log=print):
             raise RuntimeError(f"{name}: weights of earlier tasks changed while task {index} "
                                f"trained; nothing was saved")
     report["seconds"] = time.perf_counter() - started
-    return report
+    return report, {}

@@ -12,11 +12,15 @@ import time
 from model.continual.task_phases import train_phase
 
 
-def learn_task(model, task, method, description, strategy, settings, log=print):
-    """Fine-tunes every weight of ``model`` on ``task``; returns the phase's report and the seconds."""
+def learn_task(model, state, task, method, description, strategy, settings, log=print):
+    """Fine-tunes every weight of ``model`` on ``task``.
+
+    Returns (report, {}): the phase's report and the seconds; the earlier
+    tasks' heads are left as they are (``state`` is not read).
+    """
     started = time.perf_counter()
     epochs = settings.epochs + settings.retrain_epochs
     report = {"train": train_phase(model, task, method, description, strategy, settings, epochs,
                                    log, "fine-tune every weight")}
     report["seconds"] = time.perf_counter() - started
-    return report
+    return report, {}

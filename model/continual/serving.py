@@ -11,7 +11,13 @@ from util.errors import UserInputError
 def read_folder_state(folder, manifest):
     """The ``ContinualState`` of ``folder`` (its manifest already read)."""
     method = get_method(manifest["method"], "continual.json: method")
-    return read_state(folder, manifest, kernel_shapes(manifest) if method.kernel_masks else [])
+    state = read_state(folder, manifest, kernel_shapes(manifest) if method.kernel_masks else [])
+    expected = 3 * len(manifest["dilations"]) if method.task_tables and state.tasks else 0
+    if len(state.task_tables) != expected:
+        raise UserInputError(
+            f"{folder}: its backbone checkpoint holds {len(state.task_tables)} task tables; a "
+            f"{manifest['method']} folder of this architecture holds {expected}")
+    return state
 
 
 def served_task_model(state, task_name, sample_items, flag="--task"):

@@ -13,7 +13,9 @@ has a task backbone (``model/model_family.py``):
   (None: none), for methods that regularise towards earlier tasks;
 * ``description_entries(settings)``: what the method records in task.json;
 * ``continual``: True for methods that learn task after task into one
-  folder (main/continual.py) rather than one task per folder (main/finetune.py).
+  folder (main/continual.py) rather than one task per folder (main/finetune.py);
+* ``folder_entries(settings)``: what a continual method records once per
+  folder (continual.json), settings every task of the folder shares.
 
 ``description`` is the task description (``task.json``): the method reads
 its own entries back from it, so a saved task rebuilds exactly.
@@ -30,6 +32,8 @@ class Method:
     continual = False
     # Whether the method keeps binary kernel masks (Conure) in its continual folder.
     kernel_masks = False
+    # Whether its blocks hold per-task tables (TERACON's task embeddings) in its continual folder.
+    task_tables = False
 
     def block_adapter(self, block_index, description):
         """The ``BlockAdapter`` of backbone block ``block_index``, or None to leave it as it is."""
@@ -42,6 +46,10 @@ class Method:
     def auxiliary_loss(self, task_model, batch):
         """A scalar added to the task's loss on this replica's batch, or None."""
         return None
+
+    def folder_entries(self, settings):
+        """continual.json entries shared by every task of a folder (``settings``: the flags)."""
+        return {}
 
     def description_entries(self, settings):
         """task.json entries of this method (``settings``: the fine-tuning flags).

@@ -8,10 +8,12 @@ from model.methods.baselines import FineAll, FineCls, FineLast, Scratch
 from model.methods.conure import Conure
 from model.methods.peterrec import PeterRec
 from model.methods.sequential_fineall import SequentialFineAll
+from model.methods.teracon import Teracon
 from util.errors import UserInputError
 
 METHODS = {method.name: method for method in (PeterRec(), FineAll(), FineCls(), FineLast(),
-                                              Scratch(), Conure(), SequentialFineAll())}
+                                              Scratch(), Conure(), SequentialFineAll(),
+                                              Teracon())}
 DEFAULT_METHOD = PeterRec.name
 DEFAULT_CONTINUAL_METHOD = Conure.name
 

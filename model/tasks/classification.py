@@ -91,6 +91,11 @@ class ClassificationTask(Task):
                                              np.arange(len(self.class_values)))
 
     @classmethod
+    def head_outputs(cls, model, head, items, training=False):
+        users = model(model.inputs_for(items), training=training)
+        return tf.cast(head(users, training=training), tf.float32)
+
+    @classmethod
     def predictions(cls, model, items, vectors, top_k):
         logits = model.head(tf.constant(vectors), training=False)
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32)).numpy()

@@ -93,6 +93,11 @@ class ItemRecommendationTask(Task):
                               int(model.head.num_item_ids), items, split.sequences.target_items)
 
     @classmethod
+    def head_outputs(cls, model, head, items, training=False):
+        users = model(model.inputs_for(items), training=training)
+        return tf.cast(head.score_all(users), tf.float32)
+
+    @classmethod
     def predictions(cls, model, items, vectors, top_k):
         return {"top_items": top_unseen_items(model.head.score_all, items, vectors, top_k)}
 

@@ -27,7 +27,7 @@ from model.nextitnet.sequence_inputs import left_pad, next_item_targets
 from model.tasks.classification import test_mask
 from model.tasks.item_recommendation import ranking_scores
 from model.tasks.task import Task, TaskSplit, validation_rows
-from model.tasks.user_vectors import batches, top_unseen_items
+from model.tasks.user_vectors import batches, inference_function, top_unseen_items
 from util.errors import UserInputError
 
 
@@ -110,11 +110,18 @@ class NextItemTask(Task):
     def predictions(cls, model, items, vectors, top_k):
         return {"top_items": top_unseen_items(model.head, items, vectors, top_k)}
 
+    @classmethod
+    def head_outputs(cls, model, head, items, training=False):
+        # The state at the newest item, the one next-item prediction reads.
+        hidden = model.encoder(left_pad(items), training=training)[:, -1, :]
+        return tf.cast(head(hidden), tf.float32)
+
 
 def last_item_states(model, items):
     """float32 [num_users, dim]: the encoder's state at each user's newest item (inference mode)."""
-    encode = tf.function(lambda padded: model.encoder(padded, training=False)[:, -1, :],
-                         reduce_retracing=True)
+    encode = inference_function(
+        model, "last_item_states",
+        lambda user_model, padded: user_model.encoder(padded, training=False)[:, -1, :])
     parts = [encode(left_pad(chunk)).numpy() for _, chunk in batches(items)]
     if not parts:
         return np.zeros((0, model.dim), dtype=np.float32)

@@ -11,7 +11,9 @@ A ``Task`` owns
 * ``scores(model, split)``: its headline and secondary metrics on a split;
 * ``description_entries()``: what task.json records of it;
 * ``serving_vectors(model, items)`` and ``predictions(model, vectors)``
-  (class methods): what serving a learned task writes per user.
+  (class methods): what serving a learned task writes per user;
+* ``head_outputs(model, head, items)`` (class method): a head's scores of
+  every class or item, the outputs TERACON's knowledge retention preserves.
 
 Heads are rebuilt from task.json alone (``head_from_description``), so a saved
 task loads without its data.
@@ -94,4 +96,16 @@ class Task(abc.ABC):
 
         ``items`` are the users' histories (recommendations leave them out),
         ``vectors`` their ``serving_vectors``; ``top_k`` bounds item lists.
+        """
+
+    @classmethod
+    @abc.abstractmethod
+    def head_outputs(cls, model, head, items, training=False):
+        """float32 [batch, outputs]: ``head``'s score of every class or item, for each user.
+
+        Args:
+            model: a ``TaskModel`` (its encoder reads ``items``; ``head`` need not be its own).
+            head: a head of this task's kind.
+            items: tf.RaggedTensor [batch, (length)] histories.
+            training: enables dropout.
         """

@@ -1,5 +1,7 @@
 """User vectors of a ``TaskModel`` for a whole split, batch by batch in inference mode, and top items."""
 
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
@@ -16,9 +18,27 @@ def batches(items, batch_size=EVAL_BATCH):
         yield start, items[start:start + batch_size]
 
 
+# One traced encoder per model and purpose: validation after every epoch reuses it.
+_ENCODERS = weakref.WeakKeyDictionary()
+
+
+def inference_function(model, purpose, function):
+    """``tf.function(lambda x: function(model, x))``, traced once and kept while ``model`` lives.
+
+    The function holds the model weakly, so keeping it does not keep the model alive.
+    """
+    functions = _ENCODERS.setdefault(model, {})
+    if purpose not in functions:
+        owner = weakref.ref(model)
+        functions[purpose] = tf.function(lambda inputs: function(owner(), inputs),
+                                         reduce_retracing=True)
+    return functions[purpose]
+
+
 def task_user_vectors(model, items, batch_size=EVAL_BATCH):
     """[num_users, dim] float32 user vectors of a ``TaskModel`` (inference mode)."""
-    encode = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+    encode = inference_function(model, "user_vectors",
+                                lambda user_model, inputs: user_model(inputs, training=False))
     parts = [encode(model.inputs_for(chunk)).numpy() for _, chunk in batches(items, batch_size)]
     if not parts:
         return np.zeros((0, model.dim), dtype=np.float32)

@@ -1,0 +1,44 @@
+"""TERACON (Kim et al., KDD 2023) as a method: task-embedding soft masks, every weight trains.
+
+Each block gets a ``TaskEmbeddingMaskAdapter`` (``model/layers/task_embedding_mask_adapter.py``)
+with a row per task the folder holds; unlike Conure nothing is frozen: the
+backbone, every task's embeddings and relation rows and every task's head
+train on each new task, and the knowledge-retention loss keeps the old
+tasks' outputs close to those of the model from before the task
+(``model/continual/teracon_learning.py``).
+"""
+
+from model.layers.task_embedding_mask_adapter import DEFAULT_S_MAX, TaskEmbeddingMaskAdapter
+from model.methods.method import Method
+
+DEFAULT_RETENTION_WEIGHT = 0.7
+# Pseudo-labels of item heads: the teacher's 100 best-scored items per user (0: every item).
+DEFAULT_RETENTION_TOP_K = 100
+
+
+class Teracon(Method):
+    name = "teracon"
+    summary = ("one backbone for every task, all weights trainable: each task's embeddings "
+               "generate soft masks of every block's activations; a retention loss keeps old "
+               "tasks' outputs")
+    continual = True
+    task_tables = True
+
+    def block_adapter(self, block_index, description):
+        return TaskEmbeddingMaskAdapter(
+            num_tasks=description.get("folder_tasks", description["task_index"]),
+            s_max=description["s_max"], name="adapter")
+
+    def trainable_variables(self, task_model, description):
+        adapters = [block.adapter for block in task_model.encoder.blocks]
+        return (list(task_model.encoder.backbone_variables())
+                + [v for adapter in adapters for v in adapter.trained_variables()]
+                + list(task_model.head.trainable_variables))
+
+    def folder_entries(self, settings):
+        # Every task of a folder is served at one scale: it is the folder's, not a task's.
+        return {"s_max": float(settings.s_max if settings.s_max else DEFAULT_S_MAX)}
+
+    def description_entries(self, settings):
+        return {"patch": "none", "retention_weight": float(settings.retention_weight),
+                "retention_top_k": int(settings.retention_top_k)}
