@@ -35,3 +35,26 @@ def test_an_empty_cuda_visible_devices_means_no_gpu(monkeypatch):
     assert quiet_tensorflow.no_gpu_to_find()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
     assert quiet_tensorflow.no_gpu_to_find()
+
+
+def test_per_model_inference_traces_raise_no_retracing_warning_but_others_still_do(caplog):
+    import tensorflow as tf
+
+    from model.tasks.user_vectors import inference_function
+    from util.quiet_tensorflow import import_tensorflow
+
+    import_tensorflow()
+    caplog.set_level("WARNING", logger="tensorflow")
+    models = [tf.keras.Sequential([tf.keras.layers.Dense(2)]) for _ in range(8)]
+    for model in models:  # one function per model, each traced for two shapes
+        encode = inference_function(model, "test", lambda owner, inputs: owner(inputs))
+        encode(tf.ones((3, 4)))
+        encode(tf.ones((5, 4)))
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+    def retraced(inputs):
+        return inputs * 2
+
+    for size in range(8):  # a real retracing problem: a new Python value every call
+        tf.function(retraced)(tf.ones((size + 1, 2)))
+    assert [r for r in caplog.records if "retracing" in r.getMessage()]

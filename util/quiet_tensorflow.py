@@ -71,10 +71,26 @@ def _stderr_without_noise(without_gpu):
                 sys.stderr.flush()
 
 
+class _PerModelTracingFilter:
+    """Drops TensorFlow's "frequent retracing" warning about ``inference_function``'s functions.
+
+    ``model/tasks/user_vectors.inference_function`` traces one function per
+    model, once; TensorFlow counts traces by source line, so a job that
+    builds several models (a continual task's teacher, the model of every
+    task it scores) reads as one function retraced again and again. Other
+    functions' retracing warnings still show.
+    """
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message
+                    and "inference_function.<locals>" in message)
+
+
 def import_tensorflow():
     """``import tensorflow`` (and its device probe) with the noise held back; returns the module."""
     if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+        return _with_tracing_filter(sys.modules["tensorflow"])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _DEFAULT_LOG_LEVEL)
     without_gpu = no_gpu_to_find()
     with _stderr_without_noise(without_gpu):
@@ -84,4 +100,12 @@ def import_tensorflow():
         # outside this block; listing physical devices still lets the entry
         # point split the CPU into logical devices afterwards.
         tf.config.list_physical_devices("GPU")
+    return _with_tracing_filter(tf)
+
+
+def _with_tracing_filter(tf):
+    """``tf``, its logger filtering ``_PerModelTracingFilter``'s warnings (added once)."""
+    logger = tf.get_logger()
+    if not any(isinstance(f, _PerModelTracingFilter) for f in logger.filters):
+        logger.addFilter(_PerModelTracingFilter())
     return tf
