@@ -43,3 +43,26 @@ def spark():
     session.conf.set("spark.sql.shuffle.partitions", "2")
     yield session
     session.stop()
+
+
+# A tiny NextItNet on a 400-item demo table folder: the backbone the continual tests
+# (Conure, TERACON) start their folders from. Built once per test session.
+TINY_NEXTITNET = ["--model=nextitnet", "--model_dim=8", "--dilations=1,2", "--batch_size=16",
+                  "--max_items_per_user=20", "--max_steps=4", "--snapshot=4", "--log_every=2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_nextitnet(tmp_path_factory):
+    """{"root", "tables", "run"}: a demo table folder and a 4-step NextItNet run trained on it."""
+    from data_dumper.build_config import BuildConfig
+    from data_dumper.build_tables import build_tables
+    from main import train
+
+    root = tmp_path_factory.mktemp("tiny_nextitnet")
+    tables = str(root / "tables")
+    # 400 items (not the demo's 2,000): item heads and softmaxes stay small.
+    build_tables(BuildConfig(output_dir=tables, demo=True, demo_users=300, demo_items=400,
+                             num_shards=1, max_items_per_user=20), log=lambda line: None)
+    run = str(root / "nin")
+    assert train.main([f"--tables={tables}", f"--checkpoint_dir={run}", *TINY_NEXTITNET]) == 0
+    return {"root": root, "tables": tables, "run": run}

@@ -117,15 +117,9 @@ def _learn(*argv):
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("continual")
-    tables = str(root / "tables")
-    # 400 items (not the demo's 2,000): item heads and softmaxes stay small.
-    build_tables(BuildConfig(output_dir=tables, demo=True, demo_users=300, demo_items=400,
-                             num_shards=1, max_items_per_user=20), log=lambda line: None)
-    run = str(root / "nin")
-    assert train.main([f"--tables={tables}", f"--checkpoint_dir={run}", *TINY_BACKBONE]) == 0
-    return {"root": root, "tables": tables, "run": run}
+def pretrained(tiny_nextitnet, tmp_path_factory):
+    """The session's tiny NextItNet, with a folder of this module's own for continual folders."""
+    return dict(tiny_nextitnet, root=tmp_path_factory.mktemp("continual"))
 
 
 def _outputs(folder, task_name, items):

@@ -17,11 +17,9 @@ import pytest
 import tensorflow as tf
 
 from contracts import schema
-from data_dumper.build_config import BuildConfig
-from data_dumper.build_tables import build_tables
 from data_loader.table_files import resolve_table_files
 from data_loader.user_sequences import read_user_sequences
-from main import continual, inference, train
+from main import continual, inference
 from model.continual.continual_state import task_model
 from model.continual.knowledge_retention import (
     KnowledgeRetention,
@@ -41,8 +39,6 @@ from util.cli import run_cli
 from util.run_config import read_continual_manifest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_BACKBONE = ["--model=nextitnet", "--model_dim=8", "--dilations=1,2", "--batch_size=16",
-                 "--max_items_per_user=20", "--max_steps=4", "--snapshot=4", "--log_every=2"]
 TINY_TASK = ["--epochs=1", "--retrain_epochs=1", "--first_task_epochs=1", "--batch_size=64",
              "--first_task_batch_size=64", "--dropout_rate=0"]
 
@@ -161,14 +157,10 @@ def _learn(*argv):
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
+def folder(tiny_nextitnet, tmp_path_factory):
     """A TERACON folder of next_item + segment + age_group, and each task's outputs when learned."""
     root = tmp_path_factory.mktemp("teracon")
-    tables = str(root / "tables")
-    build_tables(BuildConfig(output_dir=tables, demo=True, demo_users=300, demo_items=400,
-                             num_shards=1, max_items_per_user=20), log=lambda line: None)
-    run = str(root / "nin")
-    assert train.main([f"--tables={tables}", f"--checkpoint_dir={run}", *TINY_BACKBONE]) == 0
+    tables, run = tiny_nextitnet["tables"], tiny_nextitnet["run"]
     items = read_user_sequences(resolve_table_files(
         tables, default_subdir=schema.SEQUENCES_SUBDIR), 20).items
     model_dir = str(root / "teracon")
