@@ -1,8 +1,8 @@
 """The continual-learning benchmark on MovieLens-1M: one task sequence, four ways to learn it.
 
     python bench/continual_ml1m.py                     # about 45 minutes on two CPU cores
-    python bench/continual_ml1m.py --reuse_pretrained --with_stored --methods=teracon
-                                                       # add one method to the last report
+    python bench/continual_ml1m.py --with_stored --methods=teracon
+                                                       # add one method to the stored ones
     python bench/continual_ml1m.py --steps=100 --epochs=1 --retrain_epochs=0 \\
         --tasks=items,gender --methods=conure          # a smoke run
 
@@ -31,10 +31,19 @@ independent models' tasks live in folders that later tasks never touch, so
 their R[i][j] is each folder's own test score. The report gives R per
 method, the final average, BWT (Lopez-Paz and Ranzato, 2017), the bytes and
 parameters each added task stores, the time per task, a plot of R
-(``continual_ml1m.png``) and the goals of the Conure issue.
+(``continual_ml1m.png``) and the goals of the Conure and TERACON issues.
+
+Each method's results are kept beside the report (``continual_ml1m-results/
+<method>.json``, committed with it) with the settings and a fingerprint of the
+pretrained backbone they were learned from. Pretraining is deterministic on
+one machine (fixed seeds, the same data order), so a later run, even from a
+fresh checkout, can learn only some methods and ``--with_stored`` reports the
+stored ones beside them, after checking that they share its backbone.
 """
 
 import argparse
+import glob
+import hashlib
 import json
 import os
 import shutil
@@ -100,9 +109,10 @@ def parse_flags(argv=None):
     parser.add_argument("--reuse_pretrained", action="store_true",
                         help="keep the tables and pretrained run in --work_dir")
     parser.add_argument("--with_stored", action="store_true",
-                        help="also report every method whose results an earlier run left in "
-                             "--work_dir (results-<method>.json) and --methods did not rerun; "
-                             "needs --reuse_pretrained, so all share one backbone")
+                        help="also report every method whose results an earlier run stored "
+                             "beside --report (<report>-results/<method>.json) and --methods "
+                             "did not rerun; refused unless they were learned from the same "
+                             "settings and the same pretrained backbone (fingerprint)")
     return parser.parse_args(argv)
 
 
@@ -204,19 +214,32 @@ def summary(rows):
 
 
 def _results_file(flags, method):
-    return os.path.join(flags.work_dir, f"results-{method}.json")
+    return os.path.join(os.path.splitext(flags.report)[0] + "-results", f"{method}.json")
 
 
-def store_results(flags, method, tasks, result, seconds):
+def backbone_fingerprint(pretrained):
+    """sha256 of the pretrained run's checkpoint files (their tensor bytes, not the logs)."""
+    digest = hashlib.sha256()
+    for path in sorted(glob.glob(os.path.join(pretrained, "ckpt-*"))):
+        digest.update(os.path.basename(path).encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def store_results(flags, method, tasks, settings, result, seconds):
     """Keeps one method's R and records, so a later run can report it beside new methods."""
     rows, records = result
     stages = {stage: value for stage, value in seconds.items() if stage.startswith(method + " ")}
-    write_text_atomically(_results_file(flags, method), json.dumps(
-        {"tasks": tasks, "settings": _settings(flags), "rows": rows, "records": records,
-         "seconds": stages}, indent=1))
+    path = _results_file(flags, method)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_text_atomically(path, json.dumps(
+        {"tasks": tasks, "settings": settings, "rows": rows, "records": records,
+         "seconds": stages}, indent=1) + "\n")
 
 
-def stored_results(flags, tasks, methods, seconds):
+def stored_results(flags, tasks, settings, methods, seconds):
     """{method: (rows, records)} stored by an earlier run, for methods this one does not rerun."""
     found = {}
     for method in METHODS + EXTRA_METHODS:
@@ -225,57 +248,69 @@ def stored_results(flags, tasks, methods, seconds):
             continue
         with open(path, encoding="utf-8") as handle:
             stored = json.load(handle)
-        if stored["tasks"] != tasks or stored["settings"] != _settings(flags):
-            sys.exit(f"{path} was measured on other tasks or settings than this run; rerun "
-                     f"{method} (add it to --methods) or leave out --with_stored")
+        if stored["tasks"] != tasks:
+            sys.exit(f"{path} was measured on the tasks {stored['tasks']}, this run has "
+                     f"{tasks}; rerun {method} (add it to --methods) or leave out --with_stored")
+        differing = sorted(name for name in set(stored["settings"]) | set(settings)
+                           if stored["settings"].get(name) != settings.get(name))
+        if differing:
+            sys.exit(f"{path} was measured with other {', '.join(differing)} than this run "
+                     f"('backbone' is the pretrained model's fingerprint); rerun {method} (add "
+                     f"it to --methods) or leave out --with_stored")
         found[method] = (stored["rows"], stored["records"])
         seconds.update(stored["seconds"])
     return found
 
 
-def _settings(flags):
-    """The flags every method of one report must share."""
-    return {name: getattr(flags, name) for name in (
+def _settings(flags, pretrained):
+    """The flags every method of one report must share, and the backbone they start from."""
+    settings = {name: getattr(flags, name) for name in (
         "max_items_per_user", "steps", "batch_size", "model_dim", "dilations", "epochs",
-        "retrain_epochs", "task_batch_size", "task_learning_rate")}
+        "retrain_epochs", "first_task_epochs", "task_batch_size", "task_learning_rate")}
+    settings["backbone"] = backbone_fingerprint(pretrained)
+    return settings
 
 
 def main(argv=None):
     flags = parse_flags(argv)
     if not os.path.exists(os.path.join(flags.data, "events.parquet")):
         sys.exit(f"MovieLens-1M is not at {flags.data}; pass --data")
-    if flags.with_stored and not flags.reuse_pretrained:
-        sys.exit("--with_stored reports methods learned from an earlier run's backbone; "
-                 "pass --reuse_pretrained too")
     tables = os.path.join(flags.work_dir, "tables")
     pretrained = os.path.join(flags.work_dir, "nextitnet")
     tasks = [FIRST_TASK] + [task for task in flags.tasks.split(",") if task]
     methods = [method for method in flags.methods.split(",") if method]
+    unknown = [method for method in methods if method not in METHODS + EXTRA_METHODS]
+    if unknown:
+        sys.exit(f"--methods: unknown {', '.join(unknown)}; choose from "
+                 f"{', '.join(METHODS + EXTRA_METHODS)}")
+    separate = [m for m in methods if m not in CONTINUAL_METHODS]
+    if separate and "sequential_fineall" not in methods:
+        sys.exit("peterrec and independent_fineall take task 1's score from "
+                 "sequential_fineall's first task; include it in --methods")
     commands, seconds = [], {}
     if not (flags.reuse_pretrained and os.path.isdir(pretrained)):
         build_and_pretrain_nextitnet(flags, tables, pretrained, commands, seconds)
+    settings = _settings(flags, pretrained)
+    # Checked before any learning, so a mismatch costs seconds, not an hour.
+    stored = stored_results(flags, tasks, settings, methods, seconds) if flags.with_stored else {}
 
     results = {}
     # The continual folders first: sequential FineAll's T1 is the pretrained model as it is,
     # which is also task 1 of PeterRec and of the independent models.
     for method in [m for m in methods if m in CONTINUAL_METHODS]:
         results[method] = run_continual(flags, method, pretrained, tasks, commands, seconds)
-        store_results(flags, method, tasks, results[method], seconds)
-    separate = [m for m in methods if m not in CONTINUAL_METHODS]
+        store_results(flags, method, tasks, settings, results[method], seconds)
     if separate:
-        if "sequential_fineall" in results:
-            with open(os.path.join(flags.work_dir, "sequential_fineall-after-1.json"),
-                      encoding="utf-8") as handle:
-                first = json.load(handle)["test_metrics"][FIRST_TASK]
-        else:
-            sys.exit("peterrec and independent_fineall take task 1's score from "
-                     "sequential_fineall's first task; include it in --methods")
+        with open(os.path.join(flags.work_dir, "sequential_fineall-after-1.json"),
+                  encoding="utf-8") as handle:
+            first = json.load(handle)["test_metrics"][FIRST_TASK]
         for method in separate:
             results[method] = run_separate(flags, method, pretrained, tasks, first, commands,
                                            seconds)
-            store_results(flags, method, tasks, results[method], seconds)
-    if flags.with_stored:
-        results.update(stored_results(flags, tasks, methods, seconds))
+            store_results(flags, method, tasks, settings, results[method], seconds)
+    results.update(stored)
+    order = METHODS + EXTRA_METHODS
+    results = {method: results[method] for method in sorted(results, key=order.index)}
     write_report(flags, tasks, results, commands, seconds)
 
 
