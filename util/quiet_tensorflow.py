@@ -29,6 +29,7 @@ _DEFAULT_LOG_LEVEL = "2"
 _ALWAYS_NOISE = re.compile(
     r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|cpu_feature_guard\.cc"
+    r"|oneDNN custom operations are on"
     r"|This TensorFlow binary is optimized to use available CPU instructions"
     r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags")
 _NO_GPU_NOISE = re.compile(
