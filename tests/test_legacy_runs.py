@@ -55,7 +55,8 @@ def test_a_sumn_run_of_the_old_code_encodes_users_as_it_did(legacy):
     model = restore_model(read_run_config(run), os.path.join(run, "ckpt-4"))
     histories = json.loads(str(expected["sumn_histories"]))
     inputs = history_to_model_inputs(tf.ragged.constant(histories, dtype=tf.int32))
-    np.testing.assert_allclose(model.encode(inputs).numpy(), expected["sumn_vectors"], **SAME_FLOAT32)
+    np.testing.assert_allclose(model.encode(inputs).numpy(), expected["sumn_vectors"],
+                               **SAME_FLOAT32)
 
 
 @pytest.mark.parametrize("task", ["task_serial", "task_parallel", "task_finelast"])

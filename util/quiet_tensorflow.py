@@ -3,8 +3,9 @@
 On a machine without a GPU, ``import tensorflow`` and its first device probe
 write lines such as ``WARNING: All log messages before absl::InitializeLog()
 is called are written to STDERR``, ``Could not find cuda drivers on your
-machine``, ``failed call to cuInit: ... CUDA error`` and the cpu_feature_guard
-notice. They come from C++ before TensorFlow's logging is set up, so
+machine``, ``failed call to cuInit: ... CUDA error``, the cpu_feature_guard
+notice and, on CPUs where oneDNN is turned on, its ``oneDNN custom operations
+are on`` notice. They come from C++ before TensorFlow's logging is set up, so
 ``TF_CPP_MIN_LOG_LEVEL`` does not silence them. ``import_tensorflow`` sends
 file descriptor 2 to a temporary file while TensorFlow loads and probes its
 devices, then writes back every line that is not one of these known
