@@ -58,11 +58,13 @@ TASKS = ("items", "gender", "age", "occupation")
 METHODS = ("conure", "teracon", "teracon_no_retention", "sequential_fineall", "peterrec",
            "independent_fineall")
 # Methods a run learns only when --methods names them.
-EXTRA_METHODS = ("teracon_all_item_labels",)
+EXTRA_METHODS = ("teracon_all_item_labels", "teracon_strong_retention")
 # Bench methods that are main/continual.py methods with other flags: the ablations.
 CONTINUAL_VARIANTS = {
     "teracon_no_retention": ("teracon", ["--retention_weight=0"]),
     "teracon_all_item_labels": ("teracon", ["--retention_top_k=0"]),
+    # 4x the paper's alpha = 0.7: w_i shares alpha among the old tasks (1/4 each by T5).
+    "teracon_strong_retention": ("teracon", ["--retention_weight=2.8"]),
 }
 CONTINUAL_METHODS = ("conure", "teracon", "sequential_fineall", *CONTINUAL_VARIANTS)
 # Methods that retrain task 1 on its own objective (--first_task_epochs) before task 2.
@@ -469,6 +471,11 @@ def teracon_goals(results):
         lines.append(f"- the bounded pseudo-labels (top-100 items) cost little against every "
                      f"item's score: final average {_points(average)} vs {_points(full_average)}, "
                      f"BWT {100 * bwt:+.2f} vs {100 * full_bwt:+.2f}")
+    if "teracon_strong_retention" in results:
+        strong_average, strong_bwt = summary(results["teracon_strong_retention"][0])
+        lines.append(f"- a 4x retention weight (alpha = 2.8): final average "
+                     f"{_points(strong_average)} vs {_points(average)}, BWT "
+                     f"{100 * strong_bwt:+.2f} vs {100 * bwt:+.2f}")
     return lines
 
 
