@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.supermoe import SparseMixtureOfExperts, route_tokens
+from model.supermoe import MoeTransformerBlock, SparseMixtureOfExperts, SupermoeEncoder, route_tokens
 
 DIM = 6
 HIDDEN = 10
@@ -224,3 +224,62 @@ def test_get_config_round_trip_and_save_load_give_identical_outputs(tmp_path):
     assert restored_config == moe.get_config()
     after, _ = restored(tokens, token_mask=mask, context=context)
     np.testing.assert_array_equal(after.numpy(), before.numpy())
+
+
+def encoder(**overrides):
+    settings = {"num_item_ids": 20, "dim": 8, "num_blocks": 2, "num_heads": 2, "num_experts": 4,
+                "experts_per_token": 2, "max_length": 6, **overrides}
+    return SupermoeEncoder(**settings)
+
+
+ITEMS = np.array([[0, 0, 5, 6, 7], [3, 4, 5, 6, 7], [0, 0, 0, 0, 9]], "int32")
+
+
+def test_encoder_states_do_not_depend_on_the_batchs_padding():
+    model = encoder()
+
+    hidden, _ = model(ITEMS)
+    more_padding, _ = model(np.pad(ITEMS, ((0, 0), (3, 0))))
+
+    np.testing.assert_allclose(more_padding.numpy()[:, 3:], hidden.numpy(), rtol=1e-5, atol=1e-5)
+    assert not hidden.numpy()[0, :2].any() and not hidden.numpy()[2, :4].any()
+
+
+def test_a_causal_encoder_reads_no_later_item_and_a_bidirectional_one_does():
+    changed = ITEMS.copy()
+    changed[1, -1] = 11
+    for causal, reads_later in ((True, False), (False, True)):
+        model = encoder(causal=causal)
+        before, _ = model(ITEMS)
+        after, _ = model(changed)
+        assert np.allclose(before.numpy()[1, :-1], after.numpy()[1, :-1], atol=1e-6) != reads_later
+
+
+def test_encoder_statistics_hold_each_blocks_expert_load():
+    model = encoder()
+
+    _, statistics = model(ITEMS, training=True)
+
+    load = statistics["expert_load"].numpy()
+    assert load.shape == (2, 4)
+    np.testing.assert_allclose(load.sum(axis=-1), [1.0, 1.0], rtol=1e-6)
+    assert float(statistics["load_balancing_loss"]) >= 1.0 - 1e-6  # 1 only at perfect balance
+
+
+def test_encoder_save_and_load_give_identical_outputs(tmp_path):
+    model = encoder(context_dim=3, dispatch="dense", causal=False)
+    context = np.eye(3, dtype="float32")
+    before, _ = model(ITEMS, context=context)
+
+    path = str(tmp_path / "encoder.keras")
+    keras.saving.save_model(model, path)
+    restored = keras.saving.load_model(path)
+
+    assert restored.get_config() == model.get_config()
+    after, _ = restored(ITEMS, context=context)
+    np.testing.assert_array_equal(after.numpy(), before.numpy())
+
+
+def test_block_rejects_a_width_its_heads_do_not_divide():
+    with pytest.raises(ValueError, match="multiple of `num_heads`"):
+        MoeTransformerBlock(dim=6, num_heads=4, num_experts=2, experts_per_token=1, hidden_dim=8)
