@@ -34,15 +34,19 @@ class PretrainingData:
         run_config: entries this table adds to ``model_arch.json`` (sizes, paths, manifest).
         reader: ``(seed, input_context) -> tf.data.Dataset`` of endless training batches.
         description: one line for the log.
+        objective: what the family's pretrainer needs besides batches (SUPERMOE:
+            its ``Task`` objects), or None.
     """
 
     tables: Any
     run_config: dict
     reader: Callable[[int, Any], Any]
     description: str
+    objective: Any = None
 
 
-def _table_entries(tables):
+def table_entries(tables):
+    """The ``model_arch.json`` entries naming a resolved table: files, format, manifest, folder."""
     entries = {
         "tables": [os.path.abspath(path) for path in tables.files],
         "table_format": tables.file_format,
@@ -108,7 +112,7 @@ class BehaviourTableInputs:
                               vocabulary_size=vocabulary_size)
         windows = (f"random windows, {settings.random_target_fraction:.0%} of behaviours as target"
                    if random_windows else "the table's windows")
-        entries = dict(_table_entries(tables), num_vocabulary=int(vocabulary_size))
+        entries = dict(table_entries(tables), num_vocabulary=int(vocabulary_size))
         entries.pop("tables_dir", None)
         inference_tables = default_inference_tables(tables)
         if inference_tables:
@@ -137,7 +141,7 @@ class SequenceTableInputs:
         tables = resolve_table_files(tables_flag, default_subdir=schema.SEQUENCES_SUBDIR)
         num_item_ids = resolve_num_item_ids(tables)
         rows = validate_sequence_table(tables, num_item_ids)
-        entries = dict(_table_entries(tables), num_item_ids=num_item_ids)
+        entries = dict(table_entries(tables), num_item_ids=num_item_ids)
 
         def reader(seed, context):
             options = SequenceReaderOptions(

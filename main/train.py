@@ -85,7 +85,7 @@ def _train(flags, chief):
     # A resumed run continues with fresh shuffles rather than replaying its first batches.
     dataset = strategy.distribute_datasets_from_function(
         lambda context: data.reader(flags.seed + int(step.numpy()), context))
-    trainer = family.make_pretrainer(model, optimizer, strategy, flags)
+    trainer = family.make_pretrainer(model, optimizer, strategy, flags, data)
     log = TrainingLog(flags.checkpoint_dir, flags.batch_size, flags.log_every, int(step.numpy()),
                       flags.max_steps, flags.progress_seconds)
     result = train_until(trainer, dataset, checkpoints, log, step, flags.max_steps,

@@ -11,8 +11,10 @@ that no entry point branches on its name:
   on the family's sample inputs), so checkpoints restore eagerly.
 * ``pretraining_inputs``: which table of a table folder the family pretrains
   on, how it is checked and read (``data_loader.pretraining_inputs``).
-* ``make_pretrainer(model, optimizer, strategy, settings)``: the
-  ``DistributedTrainer`` of its pretraining objective.
+* ``make_pretrainer(model, optimizer, strategy, settings, data)``: the
+  ``DistributedTrainer`` of its pretraining objective (``data`` is what
+  ``pretraining_inputs.prepare`` returned: SUPERMOE's trainer takes its
+  tasks from there).
 * ``user_encoder``: how ``main/inference.py`` reads user vectors out of it,
   ``(model, hop_index) -> callable``; None where batch inference does not
   serve the family yet.
@@ -91,9 +93,11 @@ class ModelFamily:
         """``(key, previous, current)`` for each architecture key whose value differs."""
         changes = []
         for key in self.architecture_keys():
-            # Compared as JSON: a tuple flag and the list model_arch.json stored are equal.
+            # Compared as JSON: a tuple flag and the list model_arch.json stored are equal,
+            # and so are two dicts whose keys were written in another order.
             if key in previous and key in current and (
-                    json.dumps(previous[key], default=str) != json.dumps(current[key], default=str)):
+                    json.dumps(previous[key], default=str, sort_keys=True)
+                    != json.dumps(current[key], default=str, sort_keys=True)):
                 changes.append((key, previous[key], current[key]))
         return changes
 

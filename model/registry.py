@@ -8,9 +8,10 @@ and the resume check find a run's family through ``family_of``.
 
 from model.nextitnet.family import GREC, NEXTITNET
 from model.sumn.family import SUMN
+from model.supermoe.family import SUPERMOE
 from util.errors import UserInputError
 
-FAMILIES = {family.name: family for family in (SUMN, NEXTITNET, GREC)}
+FAMILIES = {family.name: family for family in (SUMN, NEXTITNET, GREC, SUPERMOE)}
 
 # Runs written before the family was recorded in model_arch.json were SUMN runs.
 DEFAULT_FAMILY = SUMN.name

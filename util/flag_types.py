@@ -41,6 +41,13 @@ def non_negative_float(text):
     return value
 
 
+def positive_float(text):
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def probability(text):
     value = finite_float(text)
     if not 0 <= value < 1:

@@ -21,6 +21,7 @@ from util.flag_types import (
     boolean,
     layer_widths,
     non_negative_float,
+    positive_float,
     non_negative_int,
     positive_int,
     positive_int_list,
@@ -104,6 +105,42 @@ def training_flag_parser():
                                "log-uniform negatives per step (large catalogues)")
     sequence.add_argument("--mask_fraction", type=probability, default=0.3,
                           help="grec: share of each sequence's positions masked and predicted")
+
+    moe = parser.add_argument_group(
+        "SUPERMOE (--model=supermoe; --model_dim, --max_items_per_user and --num_sampled as above)")
+    moe.add_argument("--tasks", default="next_item",
+                     help="tasks trained at once, comma-separated: next_item and/or label "
+                          "columns of --labels (e.g. next_item,gender,age,occupation)")
+    moe.add_argument("--labels", default="",
+                     help="label table (users.dat, .csv or .parquet) of the label --tasks; "
+                          "empty: the table folder's labels.parquet")
+    moe.add_argument("--task_weights", default="",
+                     help="each task's loss weight, comma-separated in --tasks order; "
+                          "empty: 1 each")
+    moe.add_argument("--task_indicator", type=boolean, default=True,
+                     help="1: a learned task embedding conditions every router and marks the "
+                          "CLS token a task reads its user at; 0: tasks share routing and "
+                          "inputs, only the heads differ")
+    moe.add_argument("--num_blocks", type=positive_int, default=2, help="transformer blocks")
+    moe.add_argument("--num_heads", type=positive_int, default=2,
+                     help="attention heads per block (must divide --model_dim)")
+    moe.add_argument("--num_experts", type=positive_int, default=8,
+                     help="experts per mixture-of-experts layer (1: a dense transformer)")
+    moe.add_argument("--experts_per_token", type=positive_int, default=2,
+                     help="k: experts each token is routed to (1: Switch; 2: GShard/Mixtral)")
+    moe.add_argument("--expert_hidden_dim", type=non_negative_int, default=0,
+                     help="width inside each expert; 0: 4 x --model_dim")
+    moe.add_argument("--capacity_factor", type=positive_float, default=1.25,
+                     help="training slots per expert relative to an even share of the tokens "
+                          "(Switch: 1.0-1.25); overflow tokens skip the experts; inference "
+                          "drops none")
+    moe.add_argument("--load_balancing_weight", type=non_negative_float, default=1e-2,
+                     help="weight of the load-balancing loss (Switch: 0.01)")
+    moe.add_argument("--router_z_weight", type=non_negative_float, default=1e-3,
+                     help="weight of the router z-loss (ST-MoE: 0.001)")
+    moe.add_argument("--dispatch", choices=("sparse", "dense"), default="sparse",
+                     help="sparse: each expert computes only its tokens; dense: every expert "
+                          "every token (for comparison)")
 
     optimisation = parser.add_argument_group("optimisation")
     add_optimisation_flags(optimisation)

@@ -43,7 +43,7 @@ def build_sequence_model(config, causal):
     return model
 
 
-def make_sequence_pretrainer(model, optimizer, strategy, settings):
+def make_sequence_pretrainer(model, optimizer, strategy, settings, data=None):
     """Next-item (causal) or masked-item (non-causal) prediction; sampled softmax by flag."""
     return SequencePretrainer(model, optimizer, strategy, settings.max_grad_norm,
                               num_sampled=settings.num_sampled,

@@ -39,7 +39,7 @@ def build_sumn(config):
     return model
 
 
-def make_sumn_trainer(model, optimizer, strategy, settings):
+def make_sumn_trainer(model, optimizer, strategy, settings, data=None):
     """SUMN's behavioural-consistency step; ``settings`` gives ``max_grad_norm``."""
     return SumnTrainer(model, optimizer, strategy, settings.max_grad_norm)
 

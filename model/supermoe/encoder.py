@@ -100,12 +100,15 @@ class SupermoeEncoder(keras.layers.Layer):
             block.build((None, None, self.dim))
         self.final_norm.build((None, None, self.dim))
 
-    def call(self, item_ids, context=None, training=False):
+    def call(self, item_ids, context=None, cls_offset=None, training=False):
         """Encodes left-padded item sequences.
 
         Args:
             item_ids: int [batch_size, length], 0 at padding.
             context: [batch_size, context_dim] for every router, or None.
+            cls_offset: [batch_size, dim] added to the embedding of each CLS
+                token (``schema.ITEM_CLS_ID``) of the row, or None: how a task
+                embedding marks the position a task reads its user at.
             training: dropout on, and the experts' capacity applies.
 
         Returns:
@@ -117,6 +120,9 @@ class SupermoeEncoder(keras.layers.Layer):
         check_integer(item_ids, "item_ids")
         token_mask = ops.not_equal(item_ids, schema.ITEM_PAD_ID)
         hidden = self.item_embedding(item_ids)
+        if cls_offset is not None:
+            is_cls = ops.cast(ops.equal(item_ids, schema.ITEM_CLS_ID), hidden.dtype)
+            hidden = hidden + is_cls[:, :, None] * ops.cast(cls_offset, hidden.dtype)[:, None, :]
         if self.recency_embedding is not None:
             length = ops.shape(item_ids)[1]
             recency = ops.minimum(ops.flip(ops.arange(length), axis=0), self.max_length - 1)

@@ -88,14 +88,17 @@ def route_tokens(logits, valid, experts_per_token, capacity_factor=None, renorma
         gates = gates / tf.reduce_sum(gates, axis=-1, keepdims=True)
 
     # Choice-major order: every token's first choice comes before any second choice.
-    choices = tf.reshape(tf.transpose(experts), [-1])  # [k * tokens]
-    choice_gates = tf.reshape(tf.transpose(gates), [-1])
+    # (Column by column rather than an int32 transpose, which oneDNN refuses noisily.)
+    choices = tf.concat([experts[:, choice] for choice in range(k)], axis=0)  # [k * tokens]
+    choice_gates = tf.concat([gates[:, choice] for choice in range(k)], axis=0)
     choice_tokens = tf.tile(tf.range(num_tokens), [k])
     choice_valid = tf.tile(valid, [k])
     # Padding goes to an extra bucket after the last expert: sorted last, never kept.
     buckets = tf.where(choice_valid, choices, num_experts)
-    counts = tf.math.bincount(buckets, minlength=num_experts + 1, maxlength=num_experts + 1,
-                              dtype=tf.int32)
+    # Reshaped only to give the (always E + 1) counts a static shape.
+    counts = tf.reshape(tf.math.bincount(buckets, minlength=num_experts + 1,
+                                         maxlength=num_experts + 1, dtype=tf.int32),
+                        [num_experts + 1])
     # Position of each assignment within its expert: its rank in a stable sort by expert.
     order = tf.argsort(buckets, stable=True)
     starts = tf.cumsum(counts, exclusive=True)

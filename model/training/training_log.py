@@ -24,7 +24,8 @@ class TrainingLog:
 
     TensorBoard event files go to ``<checkpoint_dir>/train`` (only the chief
     writes). Scalars: loss, loss per hop, learning rate, examples/s, gradient
-    norm. Each line also gives steps/s since the run (re)started and the time
+    norm, and every metric whose name holds a "/" (a trainer's own groups,
+    such as SUPERMOE's ``task_loss/<task>`` and ``router/...``). Each line also gives steps/s since the run (re)started and the time
     left to ``max_steps`` at that rate.
     """
 
@@ -62,6 +63,10 @@ class TrainingLog:
             tf.summary.scalar("learning_rate", learning_rate)
             tf.summary.scalar("examples_per_second", examples_per_second)
             tf.summary.scalar("gradient_norm", gradient_norm)
+            # A trainer's own scalars are named by group ("task_loss/gender", "router/z_loss").
+            for name, value in metrics.items():
+                if "/" in name:
+                    tf.summary.scalar(name, float(value))
         self._writer.flush()
         if self._chief:
             eta = ""

@@ -1,0 +1,155 @@
+"""main/train.py --model=supermoe: several tasks at once, TensorBoard scalars, resume, distribution, errors."""
+
+import contextlib
+import glob
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from main import train as train_entry_point
+from util.cli import run_cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--model=supermoe", "--model_dim=8", "--num_heads=2", "--num_blocks=1",
+        "--num_experts=4", "--experts_per_token=2", "--max_items_per_user=20",
+        "--batch_size=16", "--log_every=1", "--dropout_rate=0"]
+TASKS = "--tasks=next_item,segment,age_group"
+
+
+def train_in_process(capsys, *flags):
+    """(exit status, stdout, stderr) of main/train.py's main run through run_cli."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train_entry_point.main, [*TINY, *flags])
+    captured = capsys.readouterr()
+    return exit_info.value.code or 0, captured.out, captured.err
+
+
+def losses(stdout):
+    return {int(step): float(loss)
+            for step, loss in re.findall(r"step (\d+)  loss ([0-9.]+)", stdout)}
+
+
+def scalar_names(run):
+    names = set()
+    for path in glob.glob(os.path.join(run, "train", "events.out.tfevents*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            names.update(value.tag for value in event.summary.value)
+    return names
+
+
+@pytest.fixture(scope="module")
+def tables(tiny_nextitnet):
+    return tiny_nextitnet["tables"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tables, tmp_path_factory):
+    """A 4-step run on three tasks, and its stdout."""
+    run = str(tmp_path_factory.mktemp("supermoe") / "run")
+    # Module-scoped, so no capsys: stdout is redirected by hand.
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), pytest.raises(SystemExit) as exit_info:
+        run_cli(train_entry_point.main, [*TINY, f"--tables={tables}", TASKS,
+                                         f"--checkpoint_dir={run}", "--max_steps=4",
+                                         "--snapshot=4"])
+    assert (exit_info.value.code or 0) == 0, output.getvalue()[-2000:]
+    return run, output.getvalue()
+
+
+def test_three_tasks_train_into_one_checkpoint_with_their_tasks_recorded(finished_run):
+    run, stdout = finished_run
+
+    assert os.path.exists(os.path.join(run, "ckpt-4.index"))
+    with open(os.path.join(run, "model_arch.json"), encoding="utf-8") as handle:
+        arch = json.load(handle)
+    assert arch["model"] == "supermoe"
+    assert [task["name"] for task in arch["model_tasks"]] == ["next_item", "segment", "age_group"]
+    assert [task["task_kind"] for task in arch["model_tasks"]] == [
+        "next_item", "classification", "classification"]
+    assert "train users per task: next_item" in stdout
+    assert sorted(losses(stdout)) == [1, 2, 3, 4]
+
+
+def test_tensorboard_shows_each_tasks_loss_and_each_experts_load(finished_run):
+    names = scalar_names(finished_run[0])
+
+    assert {"task_loss/next_item", "task_loss/segment", "task_loss/age_group",
+            "router/load_balancing_loss", "router/z_loss", "router/dropped_fraction"} <= names
+    assert {f"router/expert_load/block_0/expert_{e}" for e in range(4)} <= names
+
+
+def test_a_rerun_resumes_and_the_same_seed_gives_the_same_losses(finished_run, tables, tmp_path,
+                                                                 capsys):
+    run, stdout = finished_run
+    status, resumed, _ = train_in_process(capsys, f"--tables={tables}", TASKS,
+                                          f"--checkpoint_dir={run}", "--max_steps=5",
+                                          "--snapshot=5")
+    assert status == 0 and "resuming from" in resumed and sorted(losses(resumed)) == [5]
+
+    status, again, _ = train_in_process(capsys, f"--tables={tables}", TASKS,
+                                        f"--checkpoint_dir={tmp_path / 'again'}",
+                                        "--max_steps=4", "--snapshot=4")
+    assert status == 0
+    assert losses(again) == pytest.approx(losses(stdout), rel=1e-5)
+
+
+def test_without_task_indicators_there_is_no_task_embedding(tables, tmp_path, capsys):
+    from model import registry
+
+    run = str(tmp_path / "plain")
+    status, _, err = train_in_process(capsys, f"--tables={tables}", TASKS, "--task_indicator=0",
+                                      f"--checkpoint_dir={run}", "--max_steps=2", "--snapshot=2")
+    assert status == 0, err
+
+    with open(os.path.join(run, "model_arch.json"), encoding="utf-8") as handle:
+        arch = json.load(handle)
+    family = registry.family_of(arch)
+    model = family.build(family.config_from(arch))
+    assert model.task_embedding is None
+    assert not any("task_embedding" in variable.path for variable in model.variables)
+
+
+def test_mirrored_on_two_cpu_replicas_matches_the_default_strategy(tables, tmp_path):
+    # No auxiliary losses and room for every token: replicas then add up to the same step.
+    common = [*TINY, f"--tables={tables}", TASKS, "--max_steps=3", "--snapshot=3",
+              "--load_balancing_weight=0", "--router_z_weight=0", "--capacity_factor=8"]
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    results = {}
+    for name, extra in (("one", ["--strategy=default"]),
+                        ("two", ["--strategy=mirrored", "--cpu_replicas=2"])):
+        finished = subprocess.run(
+            [sys.executable, "main/train.py", *common, f"--checkpoint_dir={tmp_path / name}",
+             *extra], cwd=REPO, capture_output=True, text=True, env=environment, timeout=300)
+        assert finished.returncode == 0, finished.stderr[-3000:]
+        results[name] = finished.stdout
+    assert "strategy: mirrored with 2 replica(s)" in results["two"]
+    one, two = losses(results["one"]), losses(results["two"])
+    assert sorted(one) == sorted(two) == [1, 2, 3]
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=1e-3), (step, one, two)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--experts_per_token=5"], "--experts_per_token=5 is more than --num_experts=4"),
+    (["--num_heads=3"], "--model_dim=8 must be a multiple of --num_heads=3"),
+    (["--task_weights=1,2"], "--task_weights has 2 numbers for 3 --tasks"),
+    (["--task_weights=1,x,2"], "--task_weights='1,x,2'"),
+    (["--tasks=next_item,next_item"], "--tasks names next_item more than once"),
+    (["--tasks=next_item,salary"], "no column 'salary'"),
+    (["--capacity_factor=0"], "--capacity_factor"),
+])
+def test_bad_flags_stop_with_one_line_and_write_nothing(flags, message, tables, tmp_path, capsys):
+    run = tmp_path / "run"
+    status, _, err = train_in_process(capsys, f"--tables={tables}", TASKS, *flags,
+                                      f"--checkpoint_dir={run}", "--max_steps=2")
+
+    assert status == 2
+    assert message in err and "Traceback" not in err
+    assert not run.exists() or not any(run.glob("ckpt-*"))
