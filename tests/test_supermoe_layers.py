@@ -283,3 +283,22 @@ def test_encoder_save_and_load_give_identical_outputs(tmp_path):
 def test_block_rejects_a_width_its_heads_do_not_divide():
     with pytest.raises(ValueError, match="multiple of `num_heads`"):
         MoeTransformerBlock(dim=6, num_heads=4, num_experts=2, experts_per_token=1, hidden_dim=8)
+
+
+def test_each_router_routes_by_its_own_kernel():
+    tokens, _ = tokens_and_mask()
+    moe = SparseMixtureOfExperts(4, 1, HIDDEN, num_routers=2)
+    moe(tokens)
+    kernel = np.zeros((2, DIM, 4), "float32")
+    kernel[0, :, 0] = 50.0
+    kernel[1, :, 3] = 50.0
+    moe.router_kernel.assign(kernel)
+    positive = np.abs(tokens)  # every token's sum is positive: the marked expert wins
+
+    _, first = moe(positive, router=0)
+    _, second = moe(positive, router=1)
+
+    assert first["expert_load"].numpy()[0] == pytest.approx(1.0)
+    assert second["expert_load"].numpy()[3] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="`router` should be in"):
+        moe(tokens, router=2)

@@ -116,6 +116,21 @@ def test_without_task_indicators_there_is_no_task_embedding(tables, tmp_path, ca
     assert not any("task_embedding" in variable.path for variable in model.variables)
 
 
+def test_per_task_routers_give_each_task_its_own_router_kernel(tables, tmp_path, capsys):
+    from model import registry
+
+    run = str(tmp_path / "mmoe")
+    status, _, err = train_in_process(capsys, f"--tables={tables}", TASKS, "--per_task_routers=1",
+                                      "--experts_per_token=4", "--task_indicator=0",
+                                      f"--checkpoint_dir={run}", "--max_steps=2", "--snapshot=2")
+    assert status == 0, err
+
+    with open(os.path.join(run, "model_arch.json"), encoding="utf-8") as handle:
+        arch = json.load(handle)
+    model = registry.family_of(arch).build(registry.family_of(arch).config_from(arch))
+    assert tuple(model.encoder.blocks[0].experts.router_kernel.shape) == (3, 8, 4)
+
+
 def test_mirrored_on_two_cpu_replicas_matches_the_default_strategy(tables, tmp_path):
     # No auxiliary losses and room for every token: replicas then add up to the same step.
     common = [*TINY, f"--tables={tables}", TASKS, "--max_steps=3", "--snapshot=3",

@@ -121,6 +121,10 @@ def training_flag_parser():
                      help="1: a learned task embedding conditions every router and marks the "
                           "CLS token a task reads its user at; 0: tasks share routing and "
                           "inputs, only the heads differ")
+    moe.add_argument("--per_task_routers", type=boolean, default=False,
+                     help="1: every task has its own router in each block over the shared "
+                          "experts (MMoE-style gates; with --experts_per_token=--num_experts "
+                          "MMoE's soft mixture); 0: one shared router")
     moe.add_argument("--num_blocks", type=positive_int, default=2, help="transformer blocks")
     moe.add_argument("--num_heads", type=positive_int, default=2,
                      help="attention heads per block (must divide --model_dim)")

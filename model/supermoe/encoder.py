@@ -37,8 +37,8 @@ class SupermoeEncoder(keras.layers.Layer):
         dim: width of the embeddings and the blocks.
         num_blocks: transformer blocks.
         num_heads: attention heads per block.
-        num_experts, experts_per_token, capacity_factor, dispatch, context_dim:
-            every block's mixture of experts (``SparseMixtureOfExperts``).
+        num_experts, experts_per_token, capacity_factor, dispatch, context_dim,
+            num_routers: every block's mixture of experts (``SparseMixtureOfExperts``).
         hidden_dim: width inside each expert (default 4 * dim, the
             transformer's).
         max_length: rows of the recency embedding; 0 for none.
@@ -48,7 +48,7 @@ class SupermoeEncoder(keras.layers.Layer):
 
     def __init__(self, num_item_ids, dim, num_blocks, num_heads, num_experts, experts_per_token,
                  hidden_dim=None, capacity_factor=1.25, dispatch="sparse", context_dim=0,
-                 max_length=200, causal=True, dropout_rate=0.0, **kwargs):
+                 num_routers=1, max_length=200, causal=True, dropout_rate=0.0, **kwargs):
         super().__init__(**kwargs)
         if int(num_item_ids) <= schema.FIRST_ITEM_ID:
             raise ValueError(f"`num_item_ids` should exceed the {schema.FIRST_ITEM_ID} special ids. "
@@ -67,6 +67,7 @@ class SupermoeEncoder(keras.layers.Layer):
         self.capacity_factor = float(capacity_factor)
         self.dispatch = dispatch
         self.context_dim = int(context_dim)
+        self.num_routers = int(num_routers)
         self.max_length = int(max_length)
         self.causal = bool(causal)
         self.dropout_rate = float(dropout_rate)
@@ -82,7 +83,7 @@ class SupermoeEncoder(keras.layers.Layer):
             setattr(self, f"block_{index}", MoeTransformerBlock(
                 self.dim, self.num_heads, self.num_experts, self.experts_per_token,
                 self.hidden_dim, capacity_factor=self.capacity_factor, dispatch=self.dispatch,
-                context_dim=self.context_dim, causal=self.causal,
+                context_dim=self.context_dim, num_routers=self.num_routers, causal=self.causal,
                 dropout_rate=self.dropout_rate, dtype=policy, name=f"block_{index}"))
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-6, dtype=policy,
                                                           name="final_norm")
@@ -100,7 +101,7 @@ class SupermoeEncoder(keras.layers.Layer):
             block.build((None, None, self.dim))
         self.final_norm.build((None, None, self.dim))
 
-    def call(self, item_ids, context=None, cls_offset=None, training=False):
+    def call(self, item_ids, context=None, cls_offset=None, router=0, training=False):
         """Encodes left-padded item sequences.
 
         Args:
@@ -109,6 +110,7 @@ class SupermoeEncoder(keras.layers.Layer):
             cls_offset: [batch_size, dim] added to the embedding of each CLS
                 token (``schema.ITEM_CLS_ID``) of the row, or None: how a task
                 embedding marks the position a task reads its user at.
+            router: which router of every block routes (per-task gates).
             training: dropout on, and the experts' capacity applies.
 
         Returns:
@@ -131,7 +133,7 @@ class SupermoeEncoder(keras.layers.Layer):
         per_block = []
         for block in self.blocks:
             hidden, statistics = block(hidden, token_mask=token_mask, context=context,
-                                       training=training)
+                                       router=router, training=training)
             per_block.append(statistics)
         hidden = self.final_norm(hidden)
         hidden = ops.where(token_mask[:, :, None], hidden, ops.zeros_like(hidden))
@@ -149,7 +151,8 @@ class SupermoeEncoder(keras.layers.Layer):
             "num_heads": self.num_heads, "num_experts": self.num_experts,
             "experts_per_token": self.experts_per_token, "hidden_dim": self.hidden_dim,
             "capacity_factor": self.capacity_factor, "dispatch": self.dispatch,
-            "context_dim": self.context_dim, "max_length": self.max_length,
+            "context_dim": self.context_dim, "num_routers": self.num_routers,
+            "max_length": self.max_length,
             "causal": self.causal, "dropout_rate": self.dropout_rate,
         })
         return config

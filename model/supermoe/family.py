@@ -30,6 +30,7 @@ class SupermoeConfig:
     expert_hidden_dim: int = architecture()
     max_items_per_user: int = architecture()
     task_indicator: bool = architecture()
+    per_task_routers: bool = architecture()
     model_tasks: tuple = architecture()
     capacity_factor: float = setting(1.25)
     dispatch: str = setting("sparse")
@@ -44,7 +45,8 @@ def build_supermoe(config):
         experts_per_token=config.experts_per_token,
         hidden_dim=config.expert_hidden_dim or None, capacity_factor=config.capacity_factor,
         dispatch=config.dispatch, max_length=config.max_items_per_user + 1,
-        task_indicator=config.task_indicator, dropout_rate=config.dropout_rate,
+        task_indicator=config.task_indicator, per_task_routers=config.per_task_routers,
+        dropout_rate=config.dropout_rate,
         tasks=[dict(task) for task in config.model_tasks], name="supermoe")
     sample = tf.constant([[schema.FIRST_ITEM_ID, schema.ITEM_CLS_ID]], dtype=tf.int32)
     for index in range(len(model.tasks)):

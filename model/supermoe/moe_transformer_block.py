@@ -30,7 +30,8 @@ class MoeTransformerBlock(keras.layers.Layer):
         dim: width of the states.
         num_heads: attention heads (``dim`` divides evenly among them).
         num_experts, experts_per_token, hidden_dim, capacity_factor, dispatch,
-            context_dim: the mixture of experts' (``SparseMixtureOfExperts``).
+            context_dim, num_routers: the mixture of experts'
+            (``SparseMixtureOfExperts``).
         causal: attend to earlier positions only.
         dropout_rate: dropout on the attention probabilities and on both
             residual branches.
@@ -38,8 +39,8 @@ class MoeTransformerBlock(keras.layers.Layer):
     """
 
     def __init__(self, dim, num_heads, num_experts, experts_per_token, hidden_dim,
-                 capacity_factor=1.25, dispatch="sparse", context_dim=0, causal=True,
-                 dropout_rate=0.0, epsilon=1e-6, **kwargs):
+                 capacity_factor=1.25, dispatch="sparse", context_dim=0, num_routers=1,
+                 causal=True, dropout_rate=0.0, epsilon=1e-6, **kwargs):
         super().__init__(**kwargs)
         if int(dim) < 1 or int(num_heads) < 1 or int(dim) % int(num_heads):
             raise ValueError(f"`dim` should be a positive multiple of `num_heads`. "
@@ -61,7 +62,8 @@ class MoeTransformerBlock(keras.layers.Layer):
             epsilon=self.epsilon, dtype=policy, name="experts_norm")
         self.experts = SparseMixtureOfExperts(
             num_experts, experts_per_token, hidden_dim, capacity_factor=capacity_factor,
-            dispatch=dispatch, context_dim=context_dim, dtype=policy, name="experts")
+            dispatch=dispatch, context_dim=context_dim, num_routers=num_routers, dtype=policy,
+            name="experts")
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=policy)
 
     def build(self, input_shape):
@@ -71,13 +73,14 @@ class MoeTransformerBlock(keras.layers.Layer):
         self.experts_norm.build(input_shape)
         self.experts.build(input_shape)
 
-    def call(self, inputs, token_mask, context=None, training=False):
+    def call(self, inputs, token_mask, context=None, router=0, training=False):
         """One block.
 
         Args:
             inputs: [batch_size, length, dim].
             token_mask: bool [batch_size, length], False at padding.
             context: [batch_size, context_dim] for the router, or None.
+            router: which of the experts' routers routes.
             training: dropout on, and the experts' capacity applies.
 
         Returns:
@@ -93,7 +96,7 @@ class MoeTransformerBlock(keras.layers.Layer):
                                   use_causal_mask=self.causal, training=training)
         hidden = inputs + self.dropout(attended, training=training)
         served, statistics = self.experts(self.experts_norm(hidden), token_mask=token_mask,
-                                          context=context, training=training)
+                                          context=context, router=router, training=training)
         hidden = hidden + self.dropout(served, training=training)
         return ops.where(token_mask[:, :, None], hidden, ops.zeros_like(hidden)), statistics
 
@@ -112,6 +115,7 @@ class MoeTransformerBlock(keras.layers.Layer):
             "capacity_factor": experts.capacity_factor,
             "dispatch": experts.dispatch,
             "context_dim": experts.context_dim,
+            "num_routers": experts.num_routers,
             "causal": self.causal,
             "dropout_rate": self.dropout_rate,
             "epsilon": self.epsilon,

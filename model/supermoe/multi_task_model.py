@@ -23,7 +23,9 @@ With ``task_indicator=False`` no embedding exists: every task runs the same
 routers on the same inputs (one plain CLS token) and differs only by its
 head, the "MoE without task indicators" ablation. With one expert the
 encoder is a dense transformer and the model a multi-task shared-bottom
-network.
+network. ``per_task_routers=True`` gives every task its own router in each
+block over the shared experts: MMoE's per-task gates (Ma et al., KDD
+2018; soft over all experts when k = E).
 
 Each task is seen through a ``TaskView`` (``task_view(index)``), which looks
 to ``model/tasks`` like a ``TaskModel`` (``encoder``, ``head``,
@@ -98,11 +100,13 @@ class SupermoeModel(keras.Model):
             ``classification``) and, for classification, ``num_classes``.
         task_indicator: learn a task embedding that conditions the routers and
             the reading position (True), or none (False).
+        per_task_routers: one router per task in every block (MMoE-style gates)
+            instead of one shared router.
     """
 
     def __init__(self, num_item_ids, dim, num_blocks, num_heads, num_experts, experts_per_token,
                  tasks, hidden_dim=None, capacity_factor=1.25, dispatch="sparse", max_length=200,
-                 task_indicator=True, dropout_rate=0.0, **kwargs):
+                 task_indicator=True, per_task_routers=False, dropout_rate=0.0, **kwargs):
         super().__init__(**kwargs)
         tasks = [dict(task) for task in tasks]
         if not tasks:
@@ -115,6 +119,7 @@ class SupermoeModel(keras.Model):
         self.num_item_ids = int(num_item_ids)
         self.dim = int(dim)
         self.task_indicator = bool(task_indicator)
+        self.per_task_routers = bool(per_task_routers)
         self.encoder_settings = {
             "num_item_ids": self.num_item_ids, "dim": self.dim, "num_blocks": int(num_blocks),
             "num_heads": int(num_heads), "num_experts": int(num_experts),
@@ -123,6 +128,7 @@ class SupermoeModel(keras.Model):
             "max_length": int(max_length), "dropout_rate": float(dropout_rate)}
         self.encoder = SupermoeEncoder(**self.encoder_settings, causal=True,
                                        context_dim=self.dim if self.task_indicator else 0,
+                                       num_routers=len(tasks) if self.per_task_routers else 1,
                                        name="encoder")
         self.task_embedding = (keras.layers.Embedding(len(tasks), self.dim, name="task_embedding")
                                if self.task_indicator else None)
@@ -150,11 +156,13 @@ class SupermoeModel(keras.Model):
 
     def encode(self, item_ids, task_index, training=False):
         """Runs the encoder as task ``task_index``; returns (states [B, L, dim], routing statistics)."""
+        router = int(task_index) if self.per_task_routers else 0
         if self.task_embedding is None:
-            return self.encoder(item_ids, training=training)
+            return self.encoder(item_ids, router=router, training=training)
         batch = tf.shape(item_ids)[0]
         indicator = self.task_embedding(tf.fill([batch], int(task_index)))
-        return self.encoder(item_ids, context=indicator, cls_offset=indicator, training=training)
+        return self.encoder(item_ids, context=indicator, cls_offset=indicator, router=router,
+                            training=training)
 
     def build(self, input_shape=None):
         self.encoder.build((None, None))
@@ -170,5 +178,6 @@ class SupermoeModel(keras.Model):
     def get_config(self):
         config = super().get_config()
         settings = dict(self.encoder_settings, hidden_dim=self.encoder.hidden_dim)
-        config.update(settings, tasks=self.tasks, task_indicator=self.task_indicator)
+        config.update(settings, tasks=self.tasks, task_indicator=self.task_indicator,
+                      per_task_routers=self.per_task_routers)
         return config

@@ -29,7 +29,10 @@ class SparseMixtureOfExperts(keras.layers.Layer):
 
     ``context_dim > 0`` adds a per-example context to the router's logits,
     ``logits = x W_r + c W_c``: SUPERMOE's task indicator conditions which
-    experts a task's tokens use through it.
+    experts a task's tokens use through it. ``num_routers > 1`` keeps that
+    many router kernels and a call picks one (``router``): per-task gates
+    over shared experts, as MMoE (Ma et al., KDD 2018); with k = E the
+    mixture is MMoE's soft one.
 
     With one expert (k = 1) the layer is exactly a dense feed-forward layer
     (the gate is 1 and, for capacity factors >= 1, nothing is dropped).
@@ -53,11 +56,12 @@ class SparseMixtureOfExperts(keras.layers.Layer):
         context_dim: width of the router's context input, 0 for none.
         router_stddev: standard deviation of the router's initial weights;
             small, so routing starts near uniform (Switch: scale 0.1).
+        num_routers: router kernels to choose from per call (1: one shared router).
     """
 
     def __init__(self, num_experts, experts_per_token, hidden_dim, capacity_factor=1.25,
                  activation="gelu", dispatch="sparse", context_dim=0, router_stddev=0.02,
-                 **kwargs):
+                 num_routers=1, **kwargs):
         super().__init__(**kwargs)
         if int(num_experts) < 1:
             raise ValueError(f"`num_experts` should be at least 1. Received: num_experts={num_experts}.")
@@ -71,6 +75,8 @@ class SparseMixtureOfExperts(keras.layers.Layer):
                              f"Received: capacity_factor={capacity_factor}.")
         if dispatch not in DISPATCHES:
             raise ValueError(f"`dispatch` should be one of {DISPATCHES}. Received: dispatch={dispatch!r}.")
+        if int(num_routers) < 1:
+            raise ValueError(f"`num_routers` should be at least 1. Received: num_routers={num_routers}.")
         if int(context_dim) < 0:
             raise ValueError(f"`context_dim` should be at least 0. Received: context_dim={context_dim}.")
         self.num_experts = int(num_experts)
@@ -81,6 +87,7 @@ class SparseMixtureOfExperts(keras.layers.Layer):
         self.dispatch = dispatch
         self.context_dim = int(context_dim)
         self.router_stddev = float(router_stddev)
+        self.num_routers = int(num_routers)
 
     def build(self, input_shape):
         dim = input_shape[-1]
@@ -91,7 +98,8 @@ class SparseMixtureOfExperts(keras.layers.Layer):
         experts, hidden = self.num_experts, self.hidden_dim
         router = keras.initializers.TruncatedNormal(stddev=self.router_stddev)
         # The router stays float32 under any dtype policy (see expert_routing).
-        self.router_kernel = self.add_weight(name="router_kernel", shape=(dim, experts),
+        self.router_kernel = self.add_weight(name="router_kernel",
+                                             shape=(self.num_routers, dim, experts),
                                              initializer=router, dtype="float32")
         self.context_kernel = (self.add_weight(name="context_kernel",
                                                shape=(self.context_dim, experts),
@@ -109,7 +117,7 @@ class SparseMixtureOfExperts(keras.layers.Layer):
         self.outer_bias = self.add_weight(name="outer_bias", shape=(experts, dim),
                                           initializer="zeros")
 
-    def call(self, inputs, token_mask=None, context=None, training=False):
+    def call(self, inputs, token_mask=None, context=None, router=0, training=False):
         """Routes and runs the experts.
 
         Args:
@@ -118,6 +126,7 @@ class SparseMixtureOfExperts(keras.layers.Layer):
                 output 0); None: every position is real.
             context: [batch_size, context_dim], the router's context (needed
                 exactly when ``context_dim > 0``).
+            router: which router kernel routes (a Python int below ``num_routers``).
             training: apply the capacity factor (inference drops nothing).
 
         Returns:
@@ -141,11 +150,14 @@ class SparseMixtureOfExperts(keras.layers.Layer):
                       f"`context` should have {self.context_dim} columns. "
                       f"Received: `context.shape` = {context_shape}.")
 
+        if not 0 <= int(router) < self.num_routers:
+            raise ValueError(f"`router` should be in [0, num_routers={self.num_routers}). "
+                             f"Received: router={router}.")
         shape = tf.shape(inputs)
         tokens = tf.reshape(inputs, [-1, dim])  # [batch * length, dim]
         valid = (tf.ones([tf.shape(tokens)[0]], tf.bool) if token_mask is None
                  else tf.reshape(tf.cast(token_mask, tf.bool), [-1]))
-        logits = tf.matmul(tf.cast(tokens, tf.float32), self.router_kernel)
+        logits = tf.matmul(tf.cast(tokens, tf.float32), self.router_kernel[int(router)])
         if context is not None:
             per_example = tf.matmul(tf.cast(context, tf.float32), self.context_kernel)
             logits = tf.reshape(tf.reshape(logits, [shape[0], shape[1], -1])
@@ -202,5 +214,6 @@ class SparseMixtureOfExperts(keras.layers.Layer):
             "dispatch": self.dispatch,
             "context_dim": self.context_dim,
             "router_stddev": self.router_stddev,
+            "num_routers": self.num_routers,
         })
         return config
