@@ -58,13 +58,16 @@ TASKS = ("items", "gender", "age", "occupation")
 METHODS = ("conure", "teracon", "teracon_no_retention", "sequential_fineall", "peterrec",
            "independent_fineall")
 # Methods a run learns only when --methods names them.
-EXTRA_METHODS = ("teracon_all_item_labels", "teracon_strong_retention")
+EXTRA_METHODS = ("teracon_all_item_labels", "teracon_strong_retention",
+                 "teracon_retention_at_served_scale")
 # Bench methods that are main/continual.py methods with other flags: the ablations.
 CONTINUAL_VARIANTS = {
     "teracon_no_retention": ("teracon", ["--retention_weight=0"]),
     "teracon_all_item_labels": ("teracon", ["--retention_top_k=0"]),
     # 4x the paper's alpha = 0.7: w_i shares alpha among the old tasks (1/4 each by T5).
     "teracon_strong_retention": ("teracon", ["--retention_weight=2.8"]),
+    # Old tasks compared at s_max, where they are scored, not at the step's annealed scale.
+    "teracon_retention_at_served_scale": ("teracon", ["--retention_scale=served"]),
 }
 CONTINUAL_METHODS = ("conure", "teracon", "sequential_fineall", *CONTINUAL_VARIANTS)
 # Methods that retrain task 1 on its own objective (--first_task_epochs) before task 2.
@@ -476,6 +479,11 @@ def teracon_goals(results):
         lines.append(f"- a 4x retention weight (alpha = 2.8): final average "
                      f"{_points(strong_average)} vs {_points(average)}, BWT "
                      f"{100 * strong_bwt:+.2f} vs {100 * bwt:+.2f}")
+    if "teracon_retention_at_served_scale" in results:
+        served_average, served_bwt = summary(results["teracon_retention_at_served_scale"][0])
+        lines.append(f"- retention at the served scale s_max rather than the annealed one: final "
+                     f"average {_points(served_average)} vs {_points(average)}, BWT "
+                     f"{100 * served_bwt:+.2f} vs {100 * bwt:+.2f}")
     return lines
 
 

@@ -168,7 +168,9 @@ def folder(tiny_nextitnet, tmp_path_factory):
                   "--task=segment", *TINY_TASK) == 0
     learned = {name: _outputs(model_dir, name, items) for name in ("next_item", "segment")}
     heads_after_two = read_folder_state(model_dir, read_continual_manifest(model_dir)).heads
-    assert _learn(f"--model_dir={model_dir}", "--task=age_group", *TINY_TASK) == 0
+    # The third task compares old tasks at the served scale (--retention_scale).
+    assert _learn(f"--model_dir={model_dir}", "--task=age_group", "--retention_scale=served",
+                  *TINY_TASK) == 0
     return {"root": root, "run": run, "tables": tables, "items": items, "dir": model_dir,
             "learned": learned, "heads_after_two": heads_after_two}
 
@@ -191,6 +193,12 @@ def test_one_folder_serves_every_task_with_its_own_masks_and_head(folder):
     assert outputs["next_item"]["top_items"].shape == (int(folder["items"].nrows()), 5)
     # Each task runs with its own masks: the same users get other vectors per task.
     assert not np.allclose(outputs["segment"]["vectors"], outputs["age_group"]["vectors"])
+
+
+def test_each_task_records_the_mask_scale_its_retention_compared_at(folder):
+    entries = read_continual_manifest(folder["dir"])["tasks"]
+    assert [entry["description"]["retention_scale"] for entry in entries[1:]] == [
+        "annealed", "served"]
 
 
 def test_every_weight_trains_old_heads_included(folder):

@@ -83,9 +83,11 @@ def learn_task(model, state, task, method, description, strategy, settings, log=
         retention = KnowledgeRetention(model, teacher, earlier, index,
                                        description["retention_top_k"])
         log(f"knowledge retention of tasks 1..{index - 1} (weight {weight}, item heads matched "
-            f"on the teacher's top {description['retention_top_k'] or 'every'} items)")
+            f"on the teacher's top {description['retention_top_k'] or 'every'} items, at the "
+            f"{description.get('retention_scale', 'annealed')} mask scale)")
     make_trainer = functools.partial(_trainer, model, task, method, strategy, settings, index,
-                                     description["s_max"], retention, weight)
+                                     description["s_max"], retention, weight,
+                                     description.get("retention_scale", "annealed"))
     epochs = settings.epochs + settings.retrain_epochs
     phase = "train every weight through the task's masks"
     report = {"train": train_phase(
@@ -99,7 +101,8 @@ def learn_task(model, state, task, method, description, strategy, settings, log=
 
 
 def _trainer(model, task, method, strategy, settings, index, s_max, retention, weight,
-             optimizer, variables, steps_per_epoch):
+             retention_scale, optimizer, variables, steps_per_epoch):
     return TeraconTrainer(model, task, method, optimizer, strategy, settings.max_grad_norm,
                           variables, task_index=index, steps_per_epoch=steps_per_epoch,
-                          s_max=s_max, retention=retention, retention_weight=weight)
+                          s_max=s_max, retention=retention, retention_weight=weight,
+                          retention_at_served_scale=retention_scale == "served")

@@ -37,15 +37,19 @@ class TeraconTrainer(TaskTrainer):
         retention: a ``KnowledgeRetention`` of the earlier tasks, or None (task 1, or
             ``retention_weight`` 0).
         retention_weight: alpha, the weight of the retention term.
+        retention_at_served_scale: compare the old tasks at s_max, the scale they
+            are served at, rather than at the step's annealed scale (the paper's).
     """
 
     def __init__(self, model, task, method, optimizer, strategy, max_grad_norm, variables, *,
-                 task_index, steps_per_epoch, s_max, retention=None, retention_weight=0.0):
+                 task_index, steps_per_epoch, s_max, retention=None, retention_weight=0.0,
+                 retention_at_served_scale=False):
         self.task_index = int(task_index)
         self.steps_per_epoch = int(steps_per_epoch)
         self.s_max = float(s_max)
         self.retention = retention
         self.retention_weight = float(retention_weight)
+        self.retention_at_served_scale = bool(retention_at_served_scale)
         super().__init__(model, task, method, optimizer, strategy, max_grad_norm, variables)
 
     def replica_loss(self, batch):
@@ -55,7 +59,9 @@ class TeraconTrainer(TaskTrainer):
         loss = tf.reduce_sum(losses) / global_count(tf.shape(losses)[0])
         if self.retention is None:
             return loss, {}
-        retained, _ = self.retention.loss(batch[ITEMS], scale)
+        retention_scale = (tf.constant(self.s_max) if self.retention_at_served_scale
+                           else scale)
+        retained, _ = self.retention.loss(batch[ITEMS], retention_scale)
         # Each replica's term is its own batch share's mean: the replicas' sum is their mean.
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         term = self.retention_weight * retained / replicas

@@ -14,6 +14,8 @@ from model.methods.method import Method
 DEFAULT_RETENTION_WEIGHT = 0.7
 # Pseudo-labels of item heads: the teacher's 100 best-scored items per user (0: every item).
 DEFAULT_RETENTION_TOP_K = 100
+# The mask scale the retention loss compares old tasks at: the step's (the paper) or s_max.
+RETENTION_SCALES = ("annealed", "served")
 
 
 class Teracon(Method):
@@ -41,4 +43,5 @@ class Teracon(Method):
 
     def description_entries(self, settings):
         return {"patch": "none", "retention_weight": float(settings.retention_weight),
-                "retention_top_k": int(settings.retention_top_k)}
+                "retention_top_k": int(settings.retention_top_k),
+                "retention_scale": str(getattr(settings, "retention_scale", "annealed"))}
