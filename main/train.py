@@ -93,6 +93,9 @@ def _train(flags, chief):
     log.close()
     print(f"done: {result['steps']} steps in {result['seconds']:.1f} s; checkpoints in "
           f"{flags.checkpoint_dir}", flush=True)
+    if family.report_tasks is not None and chief:
+        family.report_tasks(flags.checkpoint_dir, int(step.numpy()), model, data,
+                            log=lambda line: print(line, flush=True))
     return 0
 
 

@@ -18,6 +18,9 @@ that no entry point branches on its name:
 * ``user_encoder``: how ``main/inference.py`` reads user vectors out of it,
   ``(model, hop_index) -> callable``; None where batch inference does not
   serve the family yet.
+* ``report_tasks(checkpoint_dir, step, model, data)``: after training, a
+  family trained on supervised tasks scores them on their test users and
+  writes the scores into the run folder (SUPERMOE); None for the others.
 * ``traits``: facts about the family that task.json records beside its
   architecture (NextItNet: ``causal``).
 * ``settings_problem(settings)``: a flag value the family cannot train
@@ -61,6 +64,7 @@ class ModelFamily:
     user_encoder: Callable[..., Any] | None = None
     build_backbone: Callable[..., Any] | None = None
     settings_problem: Callable[[Any], str | None] | None = None
+    report_tasks: Callable[..., Any] | None = None
     traits: dict = dataclasses.field(default_factory=dict)
 
     def check_settings(self, settings):

@@ -77,6 +77,19 @@ def test_three_tasks_train_into_one_checkpoint_with_their_tasks_recorded(finishe
     assert sorted(losses(stdout)) == [1, 2, 3, 4]
 
 
+def test_each_task_is_scored_by_its_head_on_its_test_users(finished_run):
+    run, stdout = finished_run
+
+    with open(os.path.join(run, "task_scores-step-4.json"), encoding="utf-8") as handle:
+        scores = json.load(handle)
+    assert scores["step"] == 4
+    assert sorted(scores["tasks"]) == ["age_group", "next_item", "segment"]
+    assert 0.0 <= scores["tasks"]["next_item"]["ndcg@10_full"] <= 1.0
+    assert 0.0 <= scores["tasks"]["segment"]["auc"] <= 1.0
+    assert 0.0 <= scores["tasks"]["age_group"]["accuracy"] <= 1.0
+    assert re.search(r"test segment \(\d+ users\): accuracy 0\.\d+  auc 0\.\d+", stdout)
+
+
 def test_tensorboard_shows_each_tasks_loss_and_each_experts_load(finished_run):
     names = scalar_names(finished_run[0])
 
