@@ -69,6 +69,12 @@ CONTINUAL_VARIANTS = {
     # Old tasks compared at s_max, where they are scored, not at the step's annealed scale.
     "teracon_retention_at_served_scale": ("teracon", ["--retention_scale=served"]),
 }
+# What each TERACON variant changes, as the goals section says it.
+TERACON_DIAGNOSTICS = {
+    "teracon_all_item_labels": "every item's score as T1's pseudo-labels, not the top 100",
+    "teracon_strong_retention": "a 4x retention weight (alpha = 2.8)",
+    "teracon_retention_at_served_scale": "retention at the served scale s_max, not the annealed one",
+}
 CONTINUAL_METHODS = ("conure", "teracon", "sequential_fineall", *CONTINUAL_VARIANTS)
 # Methods that retrain task 1 on its own objective (--first_task_epochs) before task 2.
 RETRAIN_FIRST_TASK = ("conure", "teracon")
@@ -469,21 +475,12 @@ def teracon_goals(results):
         lines.append(f"- without the retention loss (alpha = 0) TERACON forgets visibly more: "
                      f"BWT {100 * ablation_bwt:+.2f} vs {100 * bwt:+.2f}: "
                      f"{'holds' if ablation_bwt < bwt - 0.005 else 'does not hold'}")
-    if "teracon_all_item_labels" in results:
-        full_average, full_bwt = summary(results["teracon_all_item_labels"][0])
-        lines.append(f"- the bounded pseudo-labels (top-100 items) cost little against every "
-                     f"item's score: final average {_points(average)} vs {_points(full_average)}, "
-                     f"BWT {100 * bwt:+.2f} vs {100 * full_bwt:+.2f}")
-    if "teracon_strong_retention" in results:
-        strong_average, strong_bwt = summary(results["teracon_strong_retention"][0])
-        lines.append(f"- a 4x retention weight (alpha = 2.8): final average "
-                     f"{_points(strong_average)} vs {_points(average)}, BWT "
-                     f"{100 * strong_bwt:+.2f} vs {100 * bwt:+.2f}")
-    if "teracon_retention_at_served_scale" in results:
-        served_average, served_bwt = summary(results["teracon_retention_at_served_scale"][0])
-        lines.append(f"- retention at the served scale s_max rather than the annealed one: final "
-                     f"average {_points(served_average)} vs {_points(average)}, BWT "
-                     f"{100 * served_bwt:+.2f} vs {100 * bwt:+.2f}")
+    for variant, what in TERACON_DIAGNOSTICS.items():
+        if variant in results:
+            variant_average, variant_bwt = summary(results[variant][0])
+            lines.append(f"- {what} ({variant}): final average {_points(variant_average)} vs "
+                         f"TERACON's {_points(average)}, BWT {100 * variant_bwt:+.2f} vs "
+                         f"{100 * bwt:+.2f}")
     return lines
 
 
