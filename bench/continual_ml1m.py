@@ -59,7 +59,7 @@ METHODS = ("conure", "teracon", "teracon_no_retention", "sequential_fineall", "p
            "independent_fineall")
 # Methods a run learns only when --methods names them.
 EXTRA_METHODS = ("teracon_all_item_labels", "teracon_strong_retention",
-                 "teracon_retention_at_served_scale")
+                 "teracon_retention_at_served_scale", "teracon_retention_quarter_batch")
 # Bench methods that are main/continual.py methods with other flags: the ablations.
 CONTINUAL_VARIANTS = {
     "teracon_no_retention": ("teracon", ["--retention_weight=0"]),
@@ -68,12 +68,15 @@ CONTINUAL_VARIANTS = {
     "teracon_strong_retention": ("teracon", ["--retention_weight=2.8"]),
     # Old tasks compared at s_max, where they are scored, not at the step's annealed scale.
     "teracon_retention_at_served_scale": ("teracon", ["--retention_scale=served"]),
+    # Every old task retained on at least a quarter of the batch (the paper's share is ~1 user).
+    "teracon_retention_quarter_batch": ("teracon", ["--retention_min_share=0.25"]),
 }
 # What each TERACON variant changes, as the goals section says it.
 TERACON_DIAGNOSTICS = {
     "teracon_all_item_labels": "every item's score as T1's pseudo-labels, not the top 100",
     "teracon_strong_retention": "a 4x retention weight (alpha = 2.8)",
     "teracon_retention_at_served_scale": "retention at the served scale s_max, not the annealed one",
+    "teracon_retention_quarter_batch": "every old task retained on at least 25% of each batch",
 }
 CONTINUAL_METHODS = ("conure", "teracon", "sequential_fineall", *CONTINUAL_VARIANTS)
 # Methods that retrain task 1 on its own objective (--first_task_epochs) before task 2.

@@ -24,6 +24,7 @@ from model.continual.continual_state import task_model
 from model.continual.knowledge_retention import (
     KnowledgeRetention,
     matched_outputs,
+    retained_users,
     sampling_ratio,
 )
 from model.continual.serving import read_folder_state, served_task_model, task_outputs
@@ -138,6 +139,14 @@ def test_the_sampling_ratio_grows_as_the_masks_differ():
     np.testing.assert_allclose(apart, 0.5, rtol=1e-6)
 
 
+def test_each_old_task_is_retained_on_its_share_of_the_batch_and_at_least_min_share():
+    # The paper's share alone: 0.0025 of 128 users is none, so one user.
+    assert int(retained_users(128, 0.0025)) == 1
+    assert int(retained_users(128, 0.25)) == 32
+    assert int(retained_users(128, 0.0025, min_share=0.25)) == 32
+    assert int(retained_users(128, 0.5, min_share=0.25)) == 64
+
+
 def test_bounded_pseudo_labels_are_the_teachers_top_k():
     teacher = tf.constant([[0.1, 5.0, 3.0, -1.0]])
     student = tf.constant([[9.0, 1.0, 2.0, 7.0]])
@@ -170,7 +179,7 @@ def folder(tiny_nextitnet, tmp_path_factory):
     heads_after_two = read_folder_state(model_dir, read_continual_manifest(model_dir)).heads
     # The third task compares old tasks at the served scale (--retention_scale).
     assert _learn(f"--model_dir={model_dir}", "--task=age_group", "--retention_scale=served",
-                  *TINY_TASK) == 0
+                  "--retention_min_share=0.5", *TINY_TASK) == 0
     return {"root": root, "run": run, "tables": tables, "items": items, "dir": model_dir,
             "learned": learned, "heads_after_two": heads_after_two}
 
@@ -199,6 +208,7 @@ def test_each_task_records_the_mask_scale_its_retention_compared_at(folder):
     entries = read_continual_manifest(folder["dir"])["tasks"]
     assert [entry["description"]["retention_scale"] for entry in entries[1:]] == [
         "annealed", "served"]
+    assert [entry["description"]["retention_min_share"] for entry in entries[1:]] == [0.0, 0.5]
 
 
 def test_every_weight_trains_old_heads_included(folder):

@@ -98,6 +98,10 @@ def continual_flag_parser():
                          default=DEFAULT_RETENTION_TOP_K,
                          help="item heads' pseudo-labels: the teacher's top-k items per user "
                               "(bounded memory); 0: every item's score, as the original")
+    teracon.add_argument("--retention_min_share", type=probability, default=0.0,
+                         help="the least share of each batch an old task is retained on; 0: "
+                              "the paper's share from the mask similarity alone (on ML-1M "
+                              "about 0.3%%, one user of 128)")
     teracon.add_argument("--retention_scale", choices=RETENTION_SCALES, default="annealed",
                          help="mask scale the retention loss compares old tasks at: annealed "
                               "(the step's, as the paper) or served (--s_max, the scale old "

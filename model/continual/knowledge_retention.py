@@ -14,6 +14,12 @@ m_t the student's mask of the new task, both at the step's annealed scale:
 the less alike two tasks' masks, the more of the batch guards the old one.
 w_i = r_i / sum_j r_j.
 
+Masks are sigmoids, so they are alike in direction: on ML-1M r_i is 0.0025
+(sigmoid(6) is 0.9975) for most of each epoch's anneal and 0.04-0.07 at
+s_max, one user of a 128-user batch. ``min_share`` (0 by default, the
+paper's rule) raises every old task's share to at least that much of the
+batch; the weights w_i are unchanged.
+
 Two differences from the official code, both stated in the issue's note:
 
 * r_i is computed from the step's own masks (the original uses the masks of
@@ -67,6 +73,12 @@ def sampling_ratio(old_masks, new_masks):
     return 1.0 - tf.reduce_mean(tf.sigmoid(SIMILARITY_SHARPNESS * cosine))
 
 
+def retained_users(users, ratio, min_share=0.0):
+    """int32 scalar: how many of a batch's ``users`` guard one old task, max(r, min_share) of them, at least 1."""
+    share = tf.maximum(tf.cast(ratio, tf.float32), float(min_share))
+    return tf.maximum(1, tf.cast(tf.cast(users, tf.float32) * share, tf.int32))
+
+
 def matched_outputs(student, teacher, top_k):
     """(student, teacher) [batch, k] outputs to compare: the teacher's top ``top_k``, or all."""
     if top_k <= 0 or teacher.shape[-1] is None or teacher.shape[-1] <= top_k:
@@ -84,14 +96,16 @@ class KnowledgeRetention:
         old_tasks: [OldTask], the earlier tasks.
         new_task: the new task's 1-based index.
         top_k: item heads are matched on the teacher's top ``top_k`` items; 0: on all.
+        min_share: the least share of the batch each old task is retained on.
     """
 
-    def __init__(self, student, teacher, old_tasks, new_task, top_k):
+    def __init__(self, student, teacher, old_tasks, new_task, top_k, min_share=0.0):
         self.student = student
         self.teacher = teacher
         self.old_tasks = list(old_tasks)
         self.new_task = int(new_task)
         self.top_k = int(top_k)
+        self.min_share = float(min_share)
 
     def loss(self, items, scale):
         """The scalar retention loss of one replica's batch.
@@ -112,8 +126,7 @@ class KnowledgeRetention:
         users = items.nrows(out_type=tf.int32)
         total = tf.constant(0.0)
         for position, old in enumerate(self.old_tasks):
-            count = tf.maximum(1, tf.cast(tf.cast(users, tf.float32) * ratios[position],
-                                          tf.int32))
+            count = retained_users(users, ratios[position], self.min_share)
             chosen = tf.random.shuffle(tf.range(users))[:count]
             subset = tf.gather(items, chosen)
             with running_as(self.teacher.encoder, old.index, scale):

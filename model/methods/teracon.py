@@ -44,4 +44,5 @@ class Teracon(Method):
     def description_entries(self, settings):
         return {"patch": "none", "retention_weight": float(settings.retention_weight),
                 "retention_top_k": int(settings.retention_top_k),
-                "retention_scale": str(getattr(settings, "retention_scale", "annealed"))}
+                "retention_scale": str(getattr(settings, "retention_scale", "annealed")),
+                "retention_min_share": float(getattr(settings, "retention_min_share", 0.0))}
