@@ -38,7 +38,7 @@ from data_loader.user_sequences import read_user_sequences
 from data_loader.validation import validate_sequence_table, validate_table
 from main.flags.inference import PROJECTOR_SUBDIR, inference_flag_parser
 from model import registry
-from model.continual.serving import read_folder_state, served_task_model, task_outputs
+from model.continual.serving import ServedFolderTasks, read_folder_state, task_outputs
 from model.inference import batch_inference, restore
 from util.cli import run_cli
 from util.errors import UserInputError
@@ -75,7 +75,7 @@ def main(argv=None):
     started = time.perf_counter()
     flags = inference_flag_parser().parse_args(argv)
     manifest = read_continual_manifest(flags.checkpoint_dir, flag="--checkpoint_dir")
-    if manifest is not None or flags.task:
+    if manifest is not None or flags.task or _serves_tasks(flags):
         return _serve_task(flags, manifest, started)
     output_format = vector_format(flags.output_format, flags.separator)
     slice_id, slice_count = batch_inference.resolve_slice(flags.slice_id, flags.slice_count)
@@ -174,20 +174,42 @@ def main(argv=None):
         return 0
 
 
-def _serve_task(flags, manifest, started):
-    """Writes every user's vector and prediction of one task of a continual folder."""
-    if manifest is None:
+def _serves_tasks(flags):
+    """Whether --checkpoint_dir is a training run of a family whose vectors are its tasks' (SUPERMOE)."""
+    run_config = read_run_config(flags.checkpoint_dir)
+    return bool(run_config) and registry.family_of(
+        run_config, os.path.join(flags.checkpoint_dir, RUN_CONFIG_FILE)).served_tasks is not None
+
+
+def _served_tasks(flags, manifest):
+    """The tasks --checkpoint_dir serves: a continual folder's, or a multi-task run's."""
+    if manifest is not None:
+        return ServedFolderTasks(read_folder_state(flags.checkpoint_dir, manifest))
+    run_config = read_run_config(flags.checkpoint_dir, required=True)
+    family = registry.family_of(run_config, os.path.join(flags.checkpoint_dir, RUN_CONFIG_FILE))
+    if family.served_tasks is None:
         raise UserInputError(
-            f"--task={flags.task}: --checkpoint_dir {flags.checkpoint_dir} is not a continual "
-            f"model folder (main/continual.py writes one); leave --task out for a training run")
-    state = read_folder_state(flags.checkpoint_dir, manifest)
+            f"--task={flags.task}: --checkpoint_dir {flags.checkpoint_dir} is a {family.name} "
+            f"training run, which has no tasks (a continual folder from main/continual.py or a "
+            f"supermoe run has); leave --task out")
+    return family.served_tasks(flags.checkpoint_dir, run_config, flags.step)
+
+
+def _serve_task(flags, manifest, started):
+    """Writes every user's vector and prediction of one task of a continual folder or a multi-task run."""
+    served = _served_tasks(flags, manifest)
+    if not flags.task and manifest is None:
+        # A multi-task run's user vectors: its first task's (next_item in the usual order).
+        flags.task = served.names[0]
+        print(f"serving task {flags.task} of {', '.join(served.names)} (pass --task to choose)",
+              flush=True)
     if not flags.task:
         raise UserInputError(
-            f"--checkpoint_dir {flags.checkpoint_dir} is a continual folder serving "
-            f"{', '.join(entry['name'] for entry in state.tasks)}; pass --task=NAME")
-    tables_dir = flags.tables or manifest.get("tables_dir", "")
+            f"--checkpoint_dir {flags.checkpoint_dir} is a {served.kind_of_folder} serving "
+            f"{', '.join(served.names)}; pass --task=NAME")
+    tables_dir = flags.tables or served.tables_dir
     if not tables_dir:
-        raise UserInputError("the continual folder records no table folder; pass --tables")
+        raise UserInputError(f"the {served.kind_of_folder} records no table folder; pass --tables")
     tables = resolve_table_files(tables_dir, default_subdir=schema.SEQUENCES_SUBDIR,
                                  flag="--tables")
     outputs = flags.outputs or os.path.join(
@@ -198,11 +220,11 @@ def _serve_task(flags, manifest, started):
             raise UserInputError(f"--outputs {outputs} is not empty; pass --overwrite to "
                                  f"replace it")
         check_overwritable(outputs, INFERENCE_OUTPUTS, "--outputs")
-        validate_sequence_table(tables, manifest["num_item_ids"])
-        sequences = read_user_sequences(tables, manifest["max_items_per_user"])
+        validate_sequence_table(tables, served.num_item_ids)
+        sequences = read_user_sequences(tables, served.max_items_per_user)
         if len(sequences) == 0:
             raise UserInputError(f"--tables {tables_dir}: the sequence table has no user")
-        model, entry = served_task_model(state, flags.task, sequences.items[:2])
+        model, entry = served.model_for(flags.task, sequences.items[:2])
         print(f"task {flags.task} ({entry['kind']}) of {flags.checkpoint_dir}: "
               f"{len(sequences):,} users -> {outputs}", flush=True)
         results = task_outputs(model, sequences.items, flags.top_k)

@@ -21,6 +21,9 @@ that no entry point branches on its name:
 * ``report_tasks(checkpoint_dir, step, model, data)``: after training, a
   family trained on supervised tasks scores them on their test users and
   writes the scores into the run folder (SUPERMOE); None for the others.
+* ``served_tasks(checkpoint_dir, run_config, step)``: the tasks of a run
+  that ``main/inference.py --task`` serves (SUPERMOE's heads); None where a
+  run has no task of its own.
 * ``traits``: facts about the family that task.json records beside its
   architecture (NextItNet: ``causal``).
 * ``settings_problem(settings)``: a flag value the family cannot train
@@ -65,6 +68,7 @@ class ModelFamily:
     build_backbone: Callable[..., Any] | None = None
     settings_problem: Callable[[Any], str | None] | None = None
     report_tasks: Callable[..., Any] | None = None
+    served_tasks: Callable[..., Any] | None = None
     traits: dict = dataclasses.field(default_factory=dict)
 
     def check_settings(self, settings):

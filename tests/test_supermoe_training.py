@@ -9,9 +9,12 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
+from main import inference
 from main import train as train_entry_point
 from util.cli import run_cli
 
@@ -88,6 +91,44 @@ def test_each_task_is_scored_by_its_head_on_its_test_users(finished_run):
     assert 0.0 <= scores["tasks"]["segment"]["auc"] <= 1.0
     assert 0.0 <= scores["tasks"]["age_group"]["accuracy"] <= 1.0
     assert re.search(r"test segment \(\d+ users\): accuracy 0\.\d+  auc 0\.\d+", stdout)
+
+
+def serve(capsys, *argv):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(inference.main, list(argv))
+    captured = capsys.readouterr()
+    return exit_info.value.code or 0, captured.out, captured.err
+
+
+def test_inference_serves_each_task_with_its_own_vectors_and_predictions(finished_run, tmp_path,
+                                                                         capsys):
+    run, _ = finished_run
+    status, _, err = serve(capsys, f"--checkpoint_dir={run}", "--task=segment",
+                           f"--outputs={tmp_path / 'segment'}")
+    assert status == 0, err
+    segment = pq.read_table(str(tmp_path / "segment" / "task_outputs.parquet")).to_pydict()
+    probabilities = np.array(segment["probabilities"], np.float32)
+    assert probabilities.shape == (300, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+    # Without --task: the first task's vectors (next_item), saying so.
+    status, out, err = serve(capsys, f"--checkpoint_dir={run}", f"--outputs={tmp_path / 'first'}")
+    assert status == 0, err
+    assert "serving task next_item of next_item, segment, age_group" in out
+    first = pq.read_table(str(tmp_path / "first" / "task_outputs.parquet")).to_pydict()
+    assert np.array(first["top_items"]).shape == (300, 10)
+    # The task indicator makes each task read its users differently.
+    assert not np.allclose(np.array(first["embedding"]), np.array(segment["embedding"]))
+
+
+def test_inference_of_an_unknown_task_lists_the_runs_tasks(finished_run, tmp_path, capsys):
+    status, _, err = serve(capsys, f"--checkpoint_dir={finished_run[0]}", "--task=salary",
+                           f"--outputs={tmp_path / 'salary'}")
+    assert status == 2
+    assert "--task=salary is not a task of this SUPERMOE run; its tasks: next_item, segment, " \
+           "age_group" in err
+    assert not (tmp_path / "salary").exists() or not any((tmp_path / "salary").iterdir())
 
 
 def test_tensorboard_shows_each_tasks_loss_and_each_experts_load(finished_run):

@@ -34,6 +34,28 @@ def served_task_model(state, task_name, sample_items, flag="--task"):
     return task_model(state, index, sample_items), state.tasks[index - 1]
 
 
+class ServedFolderTasks:
+    """The tasks of a continual folder, as ``main/inference.py --task`` serves them.
+
+    The same interface as ``model.supermoe.serving.ServedRunTasks``: ``names``,
+    ``tables_dir``, ``max_items_per_user``, ``num_item_ids`` and
+    ``model_for(task_name, sample_items)``.
+    """
+
+    kind_of_folder = "continual folder"
+
+    def __init__(self, state):
+        self.state = state
+        manifest = state.manifest
+        self.names = [entry["name"] for entry in state.tasks]
+        self.tables_dir = manifest.get("tables_dir", "")
+        self.max_items_per_user = int(manifest["max_items_per_user"])
+        self.num_item_ids = int(manifest["num_item_ids"])
+
+    def model_for(self, task_name, sample_items, flag="--task"):
+        return served_task_model(self.state, task_name, sample_items, flag)
+
+
 def task_outputs(model, items, top_k):
     """Per-user outputs of a served task: ``vectors`` [num_users, dim] and its head's predictions."""
     kind = task_class(model.description, "continual.json")

@@ -14,6 +14,7 @@ from model.model_family import ModelFamily, architecture, setting
 from model.supermoe.multi_task_inputs import MULTI_TASK_SEQUENCES, task_names
 from model.supermoe.multi_task_model import SupermoeModel
 from model.supermoe.multi_task_trainer import MultiTaskTrainer
+from model.supermoe.serving import served_run_tasks
 from model.supermoe.task_scores import write_task_scores
 from util.errors import UserInputError
 
@@ -101,5 +102,6 @@ SUPERMOE = ModelFamily(
     make_pretrainer=make_multi_task_trainer,
     settings_problem=_settings_problem,
     report_tasks=write_task_scores,
+    served_tasks=served_run_tasks,
     traits={"causal": True},
 )
