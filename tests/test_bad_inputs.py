@@ -302,7 +302,7 @@ CASES = [
     pytest.param(continual, ["--model_dir={out}", "--list"],
                  r"--model_dir .* is not a continual model folder", id="continual-list_nothing"),
     pytest.param(inference, ["--checkpoint_dir={nextitnet}", "--task=segment", "--outputs={out}"],
-                 r"--task=segment: --checkpoint_dir .* is not a continual model folder",
+                 r"--task=segment: --checkpoint_dir .* is a nextitnet training run, which has no tasks",
                  id="inference-task_of_a_training_run"),
 ]
 
