@@ -59,7 +59,8 @@ METHODS = ("conure", "teracon", "teracon_no_retention", "sequential_fineall", "p
            "independent_fineall")
 # Methods a run learns only when --methods names them.
 EXTRA_METHODS = ("teracon_all_item_labels", "teracon_strong_retention",
-                 "teracon_retention_at_served_scale", "teracon_retention_quarter_batch")
+                 "teracon_retention_at_served_scale", "teracon_retention_quarter_batch",
+                 "teracon_retention_half_batch")
 # Bench methods that are main/continual.py methods with other flags: the ablations.
 CONTINUAL_VARIANTS = {
     "teracon_no_retention": ("teracon", ["--retention_weight=0"]),
@@ -70,6 +71,7 @@ CONTINUAL_VARIANTS = {
     "teracon_retention_at_served_scale": ("teracon", ["--retention_scale=served"]),
     # Every old task retained on at least a quarter of the batch (the paper's share is ~1 user).
     "teracon_retention_quarter_batch": ("teracon", ["--retention_min_share=0.25"]),
+    "teracon_retention_half_batch": ("teracon", ["--retention_min_share=0.5"]),
 }
 # What each TERACON variant changes, as the goals section says it.
 TERACON_DIAGNOSTICS = {
@@ -77,6 +79,7 @@ TERACON_DIAGNOSTICS = {
     "teracon_strong_retention": "a 4x retention weight (alpha = 2.8)",
     "teracon_retention_at_served_scale": "retention at the served scale s_max, not the annealed one",
     "teracon_retention_quarter_batch": "every old task retained on at least 25% of each batch",
+    "teracon_retention_half_batch": "every old task retained on at least 50% of each batch",
 }
 CONTINUAL_METHODS = ("conure", "teracon", "sequential_fineall", *CONTINUAL_VARIANTS)
 # Methods that retrain task 1 on its own objective (--first_task_epochs) before task 2.
