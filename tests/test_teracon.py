@@ -208,7 +208,7 @@ def test_each_task_records_the_mask_scale_its_retention_compared_at(folder):
     entries = read_continual_manifest(folder["dir"])["tasks"]
     assert [entry["description"]["retention_scale"] for entry in entries[1:]] == [
         "annealed", "served"]
-    assert [entry["description"]["retention_min_share"] for entry in entries[1:]] == [0.0, 0.5]
+    assert [entry["description"]["retention_min_share"] for entry in entries[1:]] == [0.25, 0.5]
 
 
 def test_every_weight_trains_old_heads_included(folder):

@@ -11,8 +11,8 @@ from main.flags.common import (
 )
 from model.layers.task_embedding_mask_adapter import DEFAULT_S_MAX
 from model.methods.conure import DEFAULT_PRUNE_RATIO
-from model.methods.teracon import (DEFAULT_RETENTION_TOP_K, DEFAULT_RETENTION_WEIGHT,
-                                   RETENTION_SCALES)
+from model.methods.teracon import (DEFAULT_RETENTION_MIN_SHARE, DEFAULT_RETENTION_TOP_K,
+                                   DEFAULT_RETENTION_WEIGHT, RETENTION_SCALES)
 from model.methods.registry import DEFAULT_CONTINUAL_METHOD, METHODS, method_names
 from model.tasks.registry import NEXT_ITEM_TASK, RECOMMENDATION_TASK
 from util.flag_types import non_negative_float, non_negative_int, positive_int, probability
@@ -98,10 +98,11 @@ def continual_flag_parser():
                          default=DEFAULT_RETENTION_TOP_K,
                          help="item heads' pseudo-labels: the teacher's top-k items per user "
                               "(bounded memory); 0: every item's score, as the original")
-    teracon.add_argument("--retention_min_share", type=probability, default=0.0,
+    teracon.add_argument("--retention_min_share", type=probability,
+                         default=DEFAULT_RETENTION_MIN_SHARE,
                          help="the least share of each batch an old task is retained on; 0: "
                               "the paper's share from the mask similarity alone (on ML-1M "
-                              "about 0.3%%, one user of 128)")
+                              "about 0.3%%, one user of 128, and T1 is forgotten)")
     teracon.add_argument("--retention_scale", choices=RETENTION_SCALES, default="annealed",
                          help="mask scale the retention loss compares old tasks at: annealed "
                               "(the step's, as the paper) or served (--s_max, the scale old "

@@ -16,9 +16,10 @@ w_i = r_i / sum_j r_j.
 
 Masks are sigmoids, so they are alike in direction: on ML-1M r_i is 0.0025
 (sigmoid(6) is 0.9975) for most of each epoch's anneal and 0.04-0.07 at
-s_max, one user of a 128-user batch. ``min_share`` (0 by default, the
-paper's rule) raises every old task's share to at least that much of the
-batch; the weights w_i are unchanged.
+s_max, one user of a 128-user batch, and T1 is forgotten. ``min_share``
+(``--retention_min_share``, 0.25 by default; 0 is the paper's rule) raises
+every old task's share to at least that much of the batch; the weights w_i
+are unchanged.
 
 Two differences from the official code, both stated in the issue's note:
 
