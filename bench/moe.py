@@ -50,7 +50,8 @@ def parse_flags(argv=None):
     parser.add_argument("--dispatches", default="sparse,dense",
                         help="comma-separated: sparse (ours) and/or dense (every expert on "
                              "every token, as keras-hub's MoE blocks)")
-    parser.add_argument("--experts_per_token", type=int, default=2, help="k")
+    parser.add_argument("--experts_per_token", type=int, default=2,
+                        help="k (a configuration with fewer experts routes to all of them)")
     parser.add_argument("--capacity_factor", type=float, default=1.25,
                         help="training slots per expert relative to an even share")
     parser.add_argument("--batch_size", type=int, default=128, help="users per batch")
@@ -70,6 +71,13 @@ def parse_flags(argv=None):
                         help="sampled-softmax negatives of the --memory_items run")
     parser.add_argument("--memory_experts", type=int, default=8,
                         help="experts of the --memory_items run")
+    parser.add_argument("--items", choices=("uniform", "zipf"), default="uniform",
+                        help="item ids of the synthetic batches: uniform (tokens spread over "
+                             "the experts, so the timing compares equal work) or zipf "
+                             "(popular items, as real logs; an untrained router then crowds "
+                             "experts and capacity drops many tokens)")
+    parser.add_argument("--router_stddev", type=float, default=0.02,
+                        help="standard deviation of the routers' initial weights")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and batches")
@@ -81,9 +89,8 @@ def parse_flags(argv=None):
     unknown = sorted(set(flags.dispatch_list) - {"sparse", "dense"})
     if unknown:
         parser.error(f"--dispatches: unknown {', '.join(unknown)}; use sparse and/or dense")
-    if any(count < flags.experts_per_token for count in flags.expert_counts):
-        parser.error(f"--experts: every count must be at least --experts_per_token="
-                     f"{flags.experts_per_token}")
+    if any(count < 1 for count in flags.expert_counts):
+        parser.error("--experts: every count must be at least 1")
     return flags
 
 
@@ -106,8 +113,10 @@ def run_worker(flags, dispatch, num_experts, num_items, num_sampled):
     keras.utils.set_random_seed(flags.seed)
     rng = np.random.default_rng(flags.seed)
     real_items = num_items - schema.FIRST_ITEM_ID
+    shape = (2, flags.batch_size, flags.length)
     # Zipf-like popularity: item ids are indexed by descending frequency, as the tables are.
-    ranks = np.minimum(rng.zipf(1.2, size=(2, flags.batch_size, flags.length)), real_items)
+    ranks = (np.minimum(rng.zipf(1.2, size=shape), real_items) if flags.items == "zipf"
+             else rng.integers(1, real_items + 1, size=shape))
     batches = [tf.constant(schema.FIRST_ITEM_ID + rank - 1, tf.int32) for rank in ranks]
     encoder = SupermoeEncoder(
         num_items, flags.model_dim, flags.num_blocks, flags.num_heads, num_experts,
@@ -115,6 +124,9 @@ def run_worker(flags, dispatch, num_experts, num_items, num_sampled):
         capacity_factor=flags.capacity_factor, dispatch=dispatch, max_length=flags.length)
     head = ItemSoftmax(num_items)
     encoder(batches[0][:1])
+    for block in encoder.blocks:
+        router = block.experts.router_kernel
+        router.assign(rng.normal(0.0, flags.router_stddev, router.shape).astype("float32"))
     head.build((None, flags.model_dim))
     variables = encoder.trainable_variables + head.trainable_variables
     optimizer = keras.optimizers.Adam(1e-3)
@@ -222,6 +234,11 @@ def main(argv=None):
         linear = max(per_expert) - min(per_expert) <= 1e-6 * max(per_expert)
         goal_lines.append(f"expert parameters grow by {per_expert[0]:,.0f} per expert "
                           f"({'linearly' if linear else 'not linearly'})")
+    goal_lines.append(
+        "every expert slot is computed whether a token filled it or not, so a dropped token "
+        "saves no work and the step times compare equal work; 'dropped' is the share of "
+        "assignments an untrained router sent past capacity on these batches (training's "
+        "load-balancing loss is there to lower it: TensorBoard router/dropped_fraction)")
     memory = None
     if flags.memory_items:
         print(f"running sparse dispatch at {flags.memory_items:,} items ...", flush=True)
@@ -252,7 +269,8 @@ def main(argv=None):
             f"Batch {flags.batch_size} users x {flags.length} items, {flags.num_blocks} blocks, "
             f"width {flags.model_dim}, experts {flags.hidden_dim} wide, k = "
             f"{flags.experts_per_token}, capacity factor {flags.capacity_factor}, "
-            f"{flags.num_items:,} items ({'full softmax' if not flags.num_sampled else f'{flags.num_sampled} sampled'}); "
+            f"{flags.num_items:,} items ({'full softmax' if not flags.num_sampled else f'{flags.num_sampled} sampled'}), "
+            f"{flags.items} item ids, routers initialised N(0, {flags.router_stddev}); "
             f"median of {flags.steps} steps after {flags.warmup} warm-up steps, one subprocess "
             f"per row.",
             "",
