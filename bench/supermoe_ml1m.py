@@ -14,7 +14,7 @@ gender AUC, age and occupation accuracy.
 | single-task | one run per task, ``--tasks=<task>`` (8 experts, k = 2) |
 | shared bottom | every task, ``--num_experts=1 --task_indicator=0``: a dense transformer |
 | MMoE | every task, ``--per_task_routers=1 --experts_per_token=8 --task_indicator=0`` |
-| MoE, no indicator | every task, ``--task_indicator=0`` |
+| MoE without indicator | every task, ``--task_indicator=0`` |
 | SUPERMOE | every task, ``--task_indicator=1`` |
 
 A multi-task step draws one batch per task, so it costs about as many
@@ -46,7 +46,7 @@ TFIDF_LR = {"gender": ("auc", 0.874), "age": ("accuracy", 0.520),
 MULTI_TASK_ROWS = {
     "shared bottom": ["--num_experts=1", "--experts_per_token=1", "--task_indicator=0"],
     "MMoE": ["--per_task_routers=1", "--experts_per_token={experts}", "--task_indicator=0"],
-    "MoE, no indicator": ["--task_indicator=0"],
+    "MoE without indicator": ["--task_indicator=0"],
     "SUPERMOE": ["--task_indicator=1"],
 }
 
