@@ -11,6 +11,10 @@ DEMO_DIR ?= runs/demo
 DEMO_STEPS ?= 400
 # Probes see this many labelled users: labels are scarce, behaviours are not.
 DEMO_LABELLED_USERS ?= 200
+# Test processes (pytest-xdist). Each test file runs whole in one process, so a
+# file's module fixtures are built once and the Spark tests share one session;
+# two processes keep a 2-core machine busy while the other waits on a subprocess.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test install clean
 
@@ -42,7 +46,7 @@ demo: $(STAMP)
 		--max_train_users=$(DEMO_LABELLED_USERS) --output_dir=$(DEMO_DIR)/evaluation
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

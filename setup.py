@@ -28,7 +28,7 @@ setup(
     extras_require={
         # The CUDA build of the same TensorFlow release.
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
-        "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5"],
         # main/build_tables.py --engine=spark. PySpark's sql extra brings pandas,
         # which mapInArrow insists on; PySpark 4.3 does not yet support pandas 3.
         # Spark also needs Java 17+ from the system (README: Tables at scale).
