@@ -59,7 +59,7 @@ METHODS = ("conure", "teracon", "teracon_paper_share", "teracon_no_retention",
            "sequential_fineall", "peterrec", "independent_fineall")
 # Methods a run learns only when --methods names them.
 EXTRA_METHODS = ("teracon_all_item_labels", "teracon_strong_retention",
-                 "teracon_retention_half_batch")
+                 "teracon_retention_half_batch", "teracon_served_scale")
 # Bench methods that are main/continual.py methods with other flags: the ablations.
 CONTINUAL_VARIANTS = {
     # The paper's share of the batch alone (about one user of 128 on this data).
@@ -70,6 +70,8 @@ CONTINUAL_VARIANTS = {
     # 4x the paper's alpha = 0.7: w_i shares alpha among the old tasks (1/4 each by T5).
     "teracon_strong_retention": ("teracon", ["--retention_weight=2.8", "--retention_min_share=0"]),
     "teracon_retention_half_batch": ("teracon", ["--retention_min_share=0.5"]),
+    # The old tasks' student outputs at s_max (as they are served), not at the step's scale.
+    "teracon_served_scale": ("teracon", ["--retention_scale=served"]),
 }
 # What each TERACON variant changes, and the row it is compared with in the goals section.
 TERACON_DIAGNOSTICS = {
@@ -80,6 +82,8 @@ TERACON_DIAGNOSTICS = {
                                  "share)", "teracon_paper_share"),
     "teracon_retention_half_batch": ("every old task retained on at least 50% of each batch, "
                                      "not 25%", "teracon"),
+    "teracon_served_scale": ("old tasks retained at s_max, as they are served, not at the "
+                             "step's annealed scale", "teracon"),
 }
 CONTINUAL_METHODS = ("conure", "teracon", "sequential_fineall", *CONTINUAL_VARIANTS)
 # Methods that retrain task 1 on its own objective (--first_task_epochs) before task 2.
