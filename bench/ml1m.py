@@ -2,6 +2,8 @@
 
     python bench/ml1m.py                 # about 35 minutes on two CPU cores
     python bench/ml1m.py --steps=200     # a quick smoke run
+    python bench/ml1m.py --poolings=mhop --extra_rows=mhop_sampled_500 \
+        --report=bench/results/ml1m_sampled_softmax.md   # what the sampled decoder costs
 
 Builds the tables from ../shared/data/ml-1m, pretrains SUMN once per pooling
 (max, mean, mhop, gruhop), writes every user's vector, and probes gender, age
@@ -22,6 +24,11 @@ from common import run_description, write_markdown_report
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "ml-1m"))
 POOLINGS = ("mhop", "mean", "max", "gruhop")
+# Rows a run trains only when --extra_rows names them: name -> (pooling, extra train.py flags).
+EXTRA_ROWS = {
+    "mhop_sampled_500": ("mhop", ["--num_sampled=500"]),
+    "mhop_sampled_100": ("mhop", ["--num_sampled=100"]),
+}
 # The supervised reference of ../shared/data/ml-1m/README.md.
 REFERENCE = {"gender AUC": 0.874, "age acc": 0.520, "occupation acc": 0.210}
 
@@ -35,6 +42,9 @@ def parse_flags(argv=None):
     parser.add_argument("--report", default=os.path.join(REPO, "bench", "results", "ml1m.md"),
                         help="Markdown report to write")
     parser.add_argument("--poolings", default=",".join(POOLINGS), help="comma-separated")
+    parser.add_argument("--extra_rows", default="",
+                        help="comma-separated extra rows, each a pooling with other flags: "
+                             + ", ".join(EXTRA_ROWS))
     parser.add_argument("--steps", type=int, default=2000, help="training steps per pooling")
     parser.add_argument("--batch_size", type=int, default=128, help="global batch size")
     parser.add_argument("--model_dim", type=int, default=256, help="user vector width")
@@ -47,7 +57,13 @@ def parse_flags(argv=None):
                         help="most recent behaviours the encoder reads")
     parser.add_argument("--random_target_fraction", type=float, default=0.2,
                         help="fresh random windows per batch (0: the table's fixed windows)")
-    return parser.parse_args(argv)
+    flags = parser.parse_args(argv)
+    flags.rows = {pooling: (pooling, []) for pooling in flags.poolings.split(",") if pooling}
+    for name in filter(None, flags.extra_rows.split(",")):
+        if name not in EXTRA_ROWS:
+            parser.error(f"--extra_rows: unknown row {name!r}; choose from {', '.join(EXTRA_ROWS)}")
+        flags.rows[name] = EXTRA_ROWS[name]
+    return flags
 
 
 def main(argv=None):
@@ -63,23 +79,23 @@ def main(argv=None):
          f"--max_words_per_query={flags.max_words_per_query}", "--overwrite"], commands)
 
     vectors = {}
-    for pooling in flags.poolings.split(","):
-        run_dir = os.path.join(flags.work_dir, f"sumn_{pooling}")
-        print(f"training {pooling} for {flags.steps} steps", flush=True)
-        seconds[f"train {pooling}"], stdout = run(
+    for row, (pooling, extra_flags) in flags.rows.items():
+        run_dir = os.path.join(flags.work_dir, f"sumn_{row}")
+        print(f"training {row} for {flags.steps} steps", flush=True)
+        seconds[f"train {row}"], stdout = run(
             [python, "main/train.py", f"--tables={tables}", f"--checkpoint_dir={run_dir}",
              f"--pooling={pooling}", f"--max_steps={flags.steps}", f"--snapshot={flags.steps}",
              f"--batch_size={flags.batch_size}", f"--model_dim={flags.model_dim}",
              f"--word_emb_dim={flags.word_emb_dim}", f"--learning_rate={flags.learning_rate}",
              f"--max_query_per_week={flags.max_query_per_week}",
              f"--random_target_fraction={flags.random_target_fraction}",
-             "--log_every=100", "--overwrite"], commands)
+             "--log_every=100", "--overwrite", *extra_flags], commands)
         print("  " + stdout.strip().splitlines()[-2], flush=True)
-        vectors[pooling] = os.path.join(run_dir, "user_vectors", f"step-{flags.steps}")
-        seconds[f"infer {pooling}"], _ = run(
+        vectors[row] = os.path.join(run_dir, "user_vectors", f"step-{flags.steps}")
+        seconds[f"infer {row}"], _ = run(
             [python, "main/inference.py", f"--checkpoint_dir={run_dir}", "--overwrite"], commands)
 
-    first = flags.poolings.split(",")[0]
+    first, *others = flags.rows
     random_vectors = os.path.join(flags.work_dir, "random_encoder")
     seconds["infer random encoder"], _ = run(
         [python, "main/inference.py", f"--checkpoint_dir={os.path.join(flags.work_dir, 'sumn_' + first)}",
@@ -87,8 +103,8 @@ def main(argv=None):
 
     evaluation = os.path.join(flags.work_dir, "evaluation")
     baselines = []
-    for pooling in flags.poolings.split(",")[1:]:
-        baselines += ["--baseline_vectors", f"sumn_{pooling}={vectors[pooling]}"]
+    for row in others:
+        baselines += ["--baseline_vectors", f"sumn_{row}={vectors[row]}"]
     baselines += ["--baseline_vectors", f"random_encoder={random_vectors}"]
     print("evaluating", flush=True)
     seconds["evaluate"], _ = run(

@@ -3,6 +3,7 @@
     python bench/train.py                                   # 50 vs 900 behaviours, paper shapes
     python bench/train.py --behaviours=50,300,900 --pooling=gruhop
     python bench/train.py --num_vocabulary=20000 --steps=3 --json   # smaller, quicker
+    python bench/train.py --num_sampled=8192                # SUMN's sampled-softmax decoder
 
 For every ``--behaviours`` value a fresh subprocess (so peak memory does not
 mix between configurations) builds the model through the SUMN family's
@@ -18,8 +19,8 @@ process it times the two halves of the model alone, forward + backward, by
 the routes the trainer takes: encoder (``SumnModel.training_user_vectors``:
 word means, then behaviour projection + pooling in recomputed chunks, from
 the ragged history) and decoder (``decoder.consistency_loss``: MLP +
-full-vocabulary softmax cross-entropy fused hop by hop, from fixed user
-vectors), and
+full-vocabulary softmax cross-entropy fused hop by hop, or with
+``--num_sampled`` the sampled softmax, from fixed user vectors), and
 measures dense matmul FLOP/s (the best of ``tf.matmul`` on [B*hops, mlp] x
 [mlp, vocabulary] and 4096 x model_dim x model_dim).
 
@@ -60,6 +61,9 @@ def parse_flags(argv=None):
     parser.add_argument("--num_hops", type=int, default=5, help="hops of mhop / gruhop")
     parser.add_argument("--pooling", default="mhop", choices=("max", "mean", "mhop", "gruhop"),
                         help="pooling strategy")
+    parser.add_argument("--num_sampled", type=int, default=0,
+                        help="0: the exact loss over every word; N: the sampled softmax with N "
+                             "log-uniform negatives per step (main/train.py --num_sampled)")
     parser.add_argument("--mixed_precision", default="none",
                         choices=("none", "mixed_float16", "mixed_bfloat16"),
                         help="Keras dtype policy (the matmul peak is measured in its compute dtype)")
@@ -173,7 +177,7 @@ def run_worker(flags, behaviours):
     optimizer_class = {"fused_adam": FusedAdam, "adam": keras.optimizers.Adam}[flags.optimizer]
     optimizer = build_optimizer(1e-3, flags.mixed_precision, model.trainable_variables,
                                 optimizer_class=optimizer_class)
-    trainer = SumnTrainer(model, optimizer, strategy)
+    trainer = SumnTrainer(model, optimizer, strategy, num_sampled=flags.num_sampled)
     built_rss = peak_rss_gb()  # batches, weights and Adam slots, before any step
 
     step_index = [0]
@@ -213,7 +217,8 @@ def run_worker(flags, behaviours):
             target_words, target_weights = dense_targets(batch)
             with tf.GradientTape() as tape:
                 loss, _ = model.decoder.consistency_loss(
-                    user_vectors, target_words, target_weights, loss_weights, training=True)
+                    user_vectors, target_words, target_weights, loss_weights, training=True,
+                    num_sampled=flags.num_sampled)
             return tf.linalg.global_norm(tape.gradient(loss, decoder_variables))
 
         result["encoder_s"], _ = timed(lambda: float(encoder_pass(batches[0][schema.HISTORY])),
@@ -226,7 +231,8 @@ def run_worker(flags, behaviours):
         num_behaviours_padded=behaviours, num_behaviours=flags.batch_size * behaviours,
         word_emb_dim=flags.word_emb_dim,
         model_dim=flags.model_dim, mlp_layers=flags.mlp, vocabulary_size=flags.num_vocabulary,
-        pooling=flags.pooling, num_hops=flags.num_hops)
+        pooling=flags.pooling, num_hops=flags.num_hops,
+        decoder_columns=flags.target_length + flags.num_sampled if flags.num_sampled else None)
     compute_dtype = keras.mixed_precision.global_policy().compute_dtype
     peak, per_shape = matmul_flops_per_second(flags, compute_dtype)
     result.update({
@@ -283,6 +289,7 @@ def main(argv=None):
     print(f"pooling {flags.pooling}, batch {flags.batch_size}, vocabulary {flags.num_vocabulary:,}, "
           f"model_dim {flags.model_dim}, word_emb_dim {flags.word_emb_dim}, mlp {flags.mlp_layers}, "
           f"{flags.num_hops} hops, words/behaviour 1..{flags.max_words}, {flags.mixed_precision}, "
+          f"{'sampled softmax of %d negatives' % flags.num_sampled if flags.num_sampled else 'full softmax'}, "
           f"optimizer {results[0]['optimizer']}")
     split = not flags.no_split
     header = ["behaviours", "words/batch", "step s", "examples/s"]

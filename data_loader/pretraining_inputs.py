@@ -78,6 +78,13 @@ def resolve_vocabulary_size(flag_value, table_files):
     return int(recorded)
 
 
+def check_num_sampled(num_sampled, num_classes, classes):
+    """``--num_sampled`` must leave negatives to draw: below the ``num_classes`` ``classes``."""
+    if num_sampled >= num_classes:
+        raise UserInputError(f"--num_sampled={num_sampled} should be below the {num_classes:,} "
+                             f"{classes} of the tables (0: the full softmax)")
+
+
 def default_inference_tables(table_files):
     """The inference table that sits beside a training table, if any."""
     if table_files.manifest_path is None:
@@ -110,6 +117,7 @@ class BehaviourTableInputs:
         vocabulary_size = resolve_vocabulary_size(settings.num_vocabulary, tables)
         rows = validate_table(tables, with_target=not random_windows,
                               vocabulary_size=vocabulary_size)
+        check_num_sampled(settings.num_sampled, vocabulary_size, "word ids")
         windows = (f"random windows, {settings.random_target_fraction:.0%} of behaviours as target"
                    if random_windows else "the table's windows")
         entries = dict(table_entries(tables), num_vocabulary=int(vocabulary_size))
@@ -141,6 +149,7 @@ class SequenceTableInputs:
         tables = resolve_table_files(tables_flag, default_subdir=schema.SEQUENCES_SUBDIR)
         num_item_ids = resolve_num_item_ids(tables)
         rows = validate_sequence_table(tables, num_item_ids)
+        check_num_sampled(settings.num_sampled, num_item_ids, "item ids")
         entries = dict(table_entries(tables), num_item_ids=num_item_ids)
 
         def reader(seed, context):

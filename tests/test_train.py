@@ -170,7 +170,9 @@ def test_batch_larger_than_the_table_trains(tmp_path, capsys):
     ("--mlp_layers=512,x", "--mlp_layers: must be comma-separated"),
     ("--tables=/no/such/table.parquet", "--tables: file /no/such/table.parquet does not exist"),
     ("--num_vocabulary=10", "--num_vocabulary=10 is smaller than the vocabulary of 50"),
-], ids=["pooling", "batch_size", "dropout", "mlp_layers", "missing_table", "small_vocabulary"])
+    ("--num_sampled=50", "--num_sampled=50 should be below the 50 word ids of the tables"),
+], ids=["pooling", "batch_size", "dropout", "mlp_layers", "missing_table", "small_vocabulary",
+        "num_sampled"])
 def test_bad_flags_exit_2_naming_the_flag(tables, tmp_path, flag, message, capsys):
     # In-process through run_cli, as python main/train.py runs it, without a TensorFlow
     # start-up per case: every case stops before training.
@@ -182,6 +184,17 @@ def test_bad_flags_exit_2_naming_the_flag(tables, tmp_path, flag, message, capsy
     assert message in stderr
     assert "Traceback" not in stderr
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_sampled_softmax_decoder_trains(tables, tmp_path, capsys):
+    run = tmp_path / "sampled"
+    status, stdout, _ = train_in_process(capsys, f"--tables={tables}", f"--checkpoint_dir={run}",
+                                         "--max_steps=3", "--num_sampled=10")
+    assert status == 0
+    assert sorted(losses(stdout)) == [1, 2, 3]
+    assert os.path.exists(run / "ckpt-3.index")
+    with open(run / "model_arch.json") as file:
+        assert json.load(file)["num_sampled"] == 10
 
 
 def test_warm_start_restores_the_encoder_only(finished_run, tables, tmp_path, capsys):

@@ -101,8 +101,10 @@ def training_flag_parser():
     sequence.add_argument("--kernel_size", type=positive_int, default=3,
                           help="width of every dilated convolution")
     sequence.add_argument("--num_sampled", type=non_negative_int, default=0,
-                          help="0: full softmax over the items; N: sampled softmax with N "
-                               "log-uniform negatives per step (large catalogues)")
+                          help="0: full softmax; N: sampled softmax with N log-uniform "
+                               "negatives per step, for large catalogues: over the items, or "
+                               "with --model=sumn over the vocabulary's words (the users' "
+                               "target words and N others; evaluation stays exact)")
     sequence.add_argument("--mask_fraction", type=probability, default=0.3,
                           help="grec: share of each sequence's positions masked and predicted")
 

@@ -3,6 +3,7 @@
 import keras
 
 from model.sumn.consistency_loss import projected_consistency_loss
+from model.sumn.sampled_consistency_loss import sampled_consistency_loss
 from model.layers.input_checks import check_rank
 
 
@@ -75,7 +76,8 @@ class BehaviouralConsistencyDecoder(keras.layers.Layer):
             hidden = layer(dropout(hidden, training=training))
         return self.output_projection(hidden)
 
-    def consistency_loss(self, user_vectors, target_words, target_weights, loss_weights, training=False):
+    def consistency_loss(self, user_vectors, target_words, target_weights, loss_weights, training=False,
+                         num_sampled=0):
         """The training loss without materialising the logits of every hop at once.
 
         Runs the hidden layers, then fuses the vocabulary layer with the SUMN
@@ -88,12 +90,19 @@ class BehaviouralConsistencyDecoder(keras.layers.Layer):
         opt-in, since the default policy is float32), under any other
         policy in float32.
 
+        With ``num_sampled > 0`` the vocabulary layer is read only at the
+        users' target words and ``num_sampled`` log-uniform negatives
+        (``sampled_consistency_loss``: a sampled softmax, an estimate of the
+        exact loss whose cost no longer grows with the vocabulary).
+
         Args:
             user_vectors: [batch_size, num_hops, model_dim] user vectors.
             target_words: [batch_size, max_targets] integer word ids, padded with 0.
             target_weights: [batch_size, max_targets] target probabilities, padded with 0.
             loss_weights: [batch_size, num_hops] constant weight of each user's hop.
             training: whether dropout is active.
+            num_sampled: 0 (the exact loss over every word) or the negatives
+                of the sampled softmax, below ``vocabulary_size``.
 
         Returns:
             ``(loss, per_hop)``: the float32 scalar weighted sum and the
@@ -107,6 +116,10 @@ class BehaviouralConsistencyDecoder(keras.layers.Layer):
             hidden = layer(dropout(hidden, training=training))
         # Read outside any layer call, the float32 weights come uncast; the
         # loss casts to float32 anyway, should a caller's autocast scope differ.
+        if num_sampled:
+            return sampled_consistency_loss(
+                hidden, self.output_projection.kernel, self.output_projection.bias,
+                target_words, target_weights, loss_weights, num_sampled)
         return projected_consistency_loss(
             hidden,
             self.output_projection.kernel,

@@ -40,8 +40,9 @@ def build_sumn(config):
 
 
 def make_sumn_trainer(model, optimizer, strategy, settings, data=None):
-    """SUMN's behavioural-consistency step; ``settings`` gives ``max_grad_norm``."""
-    return SumnTrainer(model, optimizer, strategy, settings.max_grad_norm)
+    """SUMN's behavioural-consistency step; ``settings`` gives ``max_grad_norm`` and ``num_sampled``."""
+    return SumnTrainer(model, optimizer, strategy, settings.max_grad_norm,
+                       num_sampled=settings.num_sampled)
 
 
 SUMN = ModelFamily(

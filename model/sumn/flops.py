@@ -14,6 +14,7 @@ def sumn_training_flops(
     pooling,
     num_hops,
     num_behaviours=None,
+    decoder_columns=None,
 ):
     """FLOPs of one forward + backward pass of ``SumnModel`` on one batch.
 
@@ -47,6 +48,10 @@ def sumn_training_flops(
         num_hops: hops of ``mhop`` / ``gruhop`` (``max`` and ``mean`` use 1).
         num_behaviours: present behaviours in the batch; ``None`` means a
             full grid, ``batch_size * num_behaviours_padded``.
+        decoder_columns: columns of the vocabulary layer each user's hop is
+            scored at; ``None`` means every word (the exact loss). The
+            sampled softmax scores a user's target words and the sampled
+            ones (``max_targets + num_sampled``).
 
     Returns:
         The FLOPs as an int.
@@ -69,7 +74,8 @@ def sumn_training_flops(
         per_hop += 2 * matmul(batch_size, model_dim, 3 * model_dim)  # GRU input and recurrent kernels
         forward += hops * per_hop
     width = model_dim
-    for next_width in tuple(mlp_layers) + (vocabulary_size,):
+    columns = vocabulary_size if decoder_columns is None else int(decoder_columns)
+    for next_width in tuple(mlp_layers) + (columns,):
         forward += matmul(batch_size * hops, width, next_width)
         width = next_width
 

@@ -127,7 +127,8 @@ class SumnModel(keras.Model):
         logits = self.decoder(user_vectors, training=training)
         return {USER_VECTORS: ops.cast(user_vectors, "float32"), LOGITS: logits}
 
-    def consistency_loss(self, inputs, target_words, target_weights, loss_weights, training=True):
+    def consistency_loss(self, inputs, target_words, target_weights, loss_weights, training=True,
+                         num_sampled=0):
         """The training objective, without the [batch_size, num_hops, vocabulary_size] logits.
 
         What the training loop differentiates: the same value and gradient as
@@ -138,14 +139,15 @@ class SumnModel(keras.Model):
 
         Args:
             inputs: the dict from ``history_to_model_inputs`` (see ``call``).
-            target_words, target_weights, loss_weights, training: as
-                ``BehaviouralConsistencyDecoder.consistency_loss``.
+            target_words, target_weights, loss_weights, training, num_sampled:
+                as ``BehaviouralConsistencyDecoder.consistency_loss``.
 
         Returns:
             ``(loss, per_hop)``, as ``BehaviouralConsistencyDecoder.consistency_loss``.
         """
         user_vectors = self.training_user_vectors(inputs)
-        return self.decoder.consistency_loss(user_vectors, target_words, target_weights, loss_weights, training)
+        return self.decoder.consistency_loss(
+            user_vectors, target_words, target_weights, loss_weights, training, num_sampled)
 
     def training_user_vectors(self, inputs):
         """``encode``'s user vectors, in the compute dtype, by the training path's memory-bounded route.

@@ -5,7 +5,8 @@ behavioural-consistency loss summed over its examples and divided by the
 GLOBAL number of examples in the step; ``DistributedTrainer`` sums, clips and
 applies the gradients. The loss is ``SumnModel.consistency_loss``, the
 memory-bounded training form (no [batch, hops, vocabulary] logits, encoder
-activations recomputed in chunks).
+activations recomputed in chunks), or its sampled softmax with
+``num_sampled`` > 0 (``sampled_consistency_loss.py``).
 """
 
 import tensorflow as tf
@@ -34,6 +35,10 @@ class SumnTrainer(DistributedTrainer):
     and ``gradient_norm``.
     """
 
+    def __init__(self, model, optimizer, strategy, max_grad_norm=0.0, variables=None, num_sampled=0):
+        super().__init__(model, optimizer, strategy, max_grad_norm, variables)
+        self.num_sampled = int(num_sampled)
+
     def replica_loss(self, batch):
         # A short batch (or an empty replica slice) still divides correctly.
         global_examples = global_count(tf.shape(batch[schema.ID])[0])
@@ -45,5 +50,6 @@ class SumnTrainer(DistributedTrainer):
         # The decoder's vocabulary layer and the loss run fused, hop by hop:
         # the [batch, hops, vocabulary] logits are never materialised.
         loss, per_hop = self.model.consistency_loss(
-            inputs, target_words, target_weights, loss_weights, training=True)
+            inputs, target_words, target_weights, loss_weights, training=True,
+            num_sampled=self.num_sampled)
         return loss, {"hop_losses": tf.reduce_sum(per_hop, axis=0) / global_examples}
