@@ -28,6 +28,9 @@ POOLINGS = ("mhop", "mean", "max", "gruhop")
 EXTRA_ROWS = {
     "mhop_sampled_500": ("mhop", ["--num_sampled=500"]),
     "mhop_sampled_100": ("mhop", ["--num_sampled=100"]),
+    # SUMN's loss plus the two-view InfoNCE (model/sumn/view_contrastive_loss.py).
+    "mhop_contrastive_1": ("mhop", ["--contrastive_weight=1", "--contrastive_temperature=0.1"]),
+    "mhop_contrastive_0.3": ("mhop", ["--contrastive_weight=0.3", "--contrastive_temperature=0.1"]),
 }
 # The supervised reference of ../shared/data/ml-1m/README.md.
 REFERENCE = {"gender AUC": 0.874, "age acc": 0.520, "occupation acc": 0.210}

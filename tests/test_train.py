@@ -171,8 +171,9 @@ def test_batch_larger_than_the_table_trains(tmp_path, capsys):
     ("--tables=/no/such/table.parquet", "--tables: file /no/such/table.parquet does not exist"),
     ("--num_vocabulary=10", "--num_vocabulary=10 is smaller than the vocabulary of 50"),
     ("--num_sampled=50", "--num_sampled=50 should be below the 50 word ids of the tables"),
+    ("--contrastive_temperature=0", "--contrastive_temperature: must be more than 0"),
 ], ids=["pooling", "batch_size", "dropout", "mlp_layers", "missing_table", "small_vocabulary",
-        "num_sampled"])
+        "num_sampled", "contrastive_temperature"])
 def test_bad_flags_exit_2_naming_the_flag(tables, tmp_path, flag, message, capsys):
     # In-process through run_cli, as python main/train.py runs it, without a TensorFlow
     # start-up per case: every case stops before training.

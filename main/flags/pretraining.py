@@ -91,6 +91,14 @@ def training_flag_parser():
     model.add_argument("--dropout", dest="dropout_rate", type=probability,
                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
+    objectives = parser.add_argument_group(
+        "objectives beyond SUMN's (--model=sumn; added to the consistency loss, off by default)")
+    objectives.add_argument("--contrastive_weight", type=non_negative_float, default=0.0,
+                            help="weight of the InfoNCE loss between two disjoint random views "
+                                 "of each user's behaviours (model/sumn/view_contrastive_loss.py)")
+    objectives.add_argument("--contrastive_temperature", type=positive_float, default=0.1,
+                            help="temperature dividing the views' cosine similarities")
+
     sequence = parser.add_argument_group(
         "item-sequence models (--model=nextitnet|grec; --model_dim is their channel width)")
     sequence.add_argument("--max_items_per_user", type=positive_int, default=200,

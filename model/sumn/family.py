@@ -40,9 +40,11 @@ def build_sumn(config):
 
 
 def make_sumn_trainer(model, optimizer, strategy, settings, data=None):
-    """SUMN's behavioural-consistency step; ``settings`` gives ``max_grad_norm`` and ``num_sampled``."""
+    """SUMN's behavioural-consistency step (+ the objectives beyond it) from ``settings``' flags."""
     return SumnTrainer(model, optimizer, strategy, settings.max_grad_norm,
-                       num_sampled=settings.num_sampled)
+                       num_sampled=settings.num_sampled,
+                       contrastive_weight=settings.contrastive_weight,
+                       contrastive_temperature=settings.contrastive_temperature)
 
 
 SUMN = ModelFamily(

@@ -6,14 +6,17 @@ GLOBAL number of examples in the step; ``DistributedTrainer`` sums, clips and
 applies the gradients. The loss is ``SumnModel.consistency_loss``, the
 memory-bounded training form (no [batch, hops, vocabulary] logits, encoder
 activations recomputed in chunks), or its sampled softmax with
-``num_sampled`` > 0 (``sampled_consistency_loss.py``).
+``num_sampled`` > 0 (``sampled_consistency_loss.py``); with
+``contrastive_weight`` > 0 plus that weight times the InfoNCE loss of two
+disjoint random views of each user (``view_contrastive_loss.py``).
 """
 
 import tensorflow as tf
 
 from contracts import schema
 from data_loader.batch_format import TARGET_WEIGHTS
-from model.sumn.model_inputs import history_to_model_inputs
+from model.sumn.model_inputs import BEHAVIOUR_MASK, history_to_model_inputs
+from model.sumn.view_contrastive_loss import disjoint_views, view_contrastive_loss
 from model.training.distributed_trainer import DistributedTrainer, global_count
 
 
@@ -32,12 +35,16 @@ class SumnTrainer(DistributedTrainer):
         optimizer, strategy, max_grad_norm, variables: as ``DistributedTrainer``.
 
     ``train_step`` returns the global ``loss``, ``hop_losses`` [num_hops]
-    and ``gradient_norm``.
+    and ``gradient_norm``; with the contrastive loss also its terms,
+    ``loss/consistency`` and ``loss/contrastive`` (TensorBoard scalars).
     """
 
-    def __init__(self, model, optimizer, strategy, max_grad_norm=0.0, variables=None, num_sampled=0):
+    def __init__(self, model, optimizer, strategy, max_grad_norm=0.0, variables=None, num_sampled=0,
+                 contrastive_weight=0.0, contrastive_temperature=0.1):
         super().__init__(model, optimizer, strategy, max_grad_norm, variables)
         self.num_sampled = int(num_sampled)
+        self.contrastive_weight = float(contrastive_weight)
+        self.contrastive_temperature = float(contrastive_temperature)
 
     def replica_loss(self, batch):
         # A short batch (or an empty replica slice) still divides correctly.
@@ -52,4 +59,17 @@ class SumnTrainer(DistributedTrainer):
         loss, per_hop = self.model.consistency_loss(
             inputs, target_words, target_weights, loss_weights, training=True,
             num_sampled=self.num_sampled)
-        return loss, {"hop_losses": tf.reduce_sum(per_hop, axis=0) / global_examples}
+        metrics = {"hop_losses": tf.reduce_sum(per_hop, axis=0) / global_examples}
+        if self.contrastive_weight > 0:
+            contrastive = tf.reduce_sum(self.view_losses(batch[schema.HISTORY])) / global_examples
+            metrics.update({"loss/consistency": loss, "loss/contrastive": contrastive})
+            loss = loss + self.contrastive_weight * contrastive
+        return loss, metrics
+
+    def view_losses(self, history):
+        """[batch] InfoNCE losses of two disjoint random views of each user (0 without a pair)."""
+        views = [history_to_model_inputs(view) for view in disjoint_views(history)]
+        # The last hop's vector: the one inference writes.
+        first, second = (self.model.training_user_vectors(view)[:, -1] for view in views)
+        valid = tf.reduce_any(views[0][BEHAVIOUR_MASK], axis=1) & tf.reduce_any(views[1][BEHAVIOUR_MASK], axis=1)
+        return view_contrastive_loss(first, second, valid, self.contrastive_temperature)
