@@ -31,6 +31,8 @@ EXTRA_ROWS = {
     # SUMN's loss plus the two-view InfoNCE (model/sumn/view_contrastive_loss.py).
     "mhop_contrastive_1": ("mhop", ["--contrastive_weight=1", "--contrastive_temperature=0.1"]),
     "mhop_contrastive_0.3": ("mhop", ["--contrastive_weight=0.3", "--contrastive_temperature=0.1"]),
+    # Plus the user's own history as a second decoder target (model/sumn/history_target.py).
+    "mhop_history_1": ("mhop", ["--history_target_weight=1"]),
 }
 # The supervised reference of ../shared/data/ml-1m/README.md.
 REFERENCE = {"gender AUC": 0.874, "age acc": 0.520, "occupation acc": 0.210}

@@ -98,6 +98,10 @@ def training_flag_parser():
                                  "of each user's behaviours (model/sumn/view_contrastive_loss.py)")
     objectives.add_argument("--contrastive_temperature", type=positive_float, default=0.1,
                             help="temperature dividing the views' cosine similarities")
+    objectives.add_argument("--history_target_weight", type=non_negative_float, default=0.0,
+                            help="weight of the consistency loss against the words of the "
+                                 "user's own history (Mult-DAE's likelihood; "
+                                 "model/sumn/history_target.py)")
 
     sequence = parser.add_argument_group(
         "item-sequence models (--model=nextitnet|grec; --model_dim is their channel width)")

@@ -44,7 +44,8 @@ def make_sumn_trainer(model, optimizer, strategy, settings, data=None):
     return SumnTrainer(model, optimizer, strategy, settings.max_grad_norm,
                        num_sampled=settings.num_sampled,
                        contrastive_weight=settings.contrastive_weight,
-                       contrastive_temperature=settings.contrastive_temperature)
+                       contrastive_temperature=settings.contrastive_temperature,
+                       history_target_weight=settings.history_target_weight)
 
 
 SUMN = ModelFamily(

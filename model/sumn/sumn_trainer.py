@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from contracts import schema
 from data_loader.batch_format import TARGET_WEIGHTS
+from model.sumn.history_target import history_targets
 from model.sumn.model_inputs import BEHAVIOUR_MASK, history_to_model_inputs
 from model.sumn.view_contrastive_loss import disjoint_views, view_contrastive_loss
 from model.training.distributed_trainer import DistributedTrainer, global_count
@@ -35,16 +36,18 @@ class SumnTrainer(DistributedTrainer):
         optimizer, strategy, max_grad_norm, variables: as ``DistributedTrainer``.
 
     ``train_step`` returns the global ``loss``, ``hop_losses`` [num_hops]
-    and ``gradient_norm``; with the contrastive loss also its terms,
-    ``loss/consistency`` and ``loss/contrastive`` (TensorBoard scalars).
+    and ``gradient_norm``; with an objective beyond SUMN's also every term,
+    ``loss/consistency``, ``loss/contrastive``, ``loss/history``
+    (TensorBoard scalars).
     """
 
     def __init__(self, model, optimizer, strategy, max_grad_norm=0.0, variables=None, num_sampled=0,
-                 contrastive_weight=0.0, contrastive_temperature=0.1):
+                 contrastive_weight=0.0, contrastive_temperature=0.1, history_target_weight=0.0):
         super().__init__(model, optimizer, strategy, max_grad_norm, variables)
         self.num_sampled = int(num_sampled)
         self.contrastive_weight = float(contrastive_weight)
         self.contrastive_temperature = float(contrastive_temperature)
+        self.history_target_weight = float(history_target_weight)
 
     def replica_loss(self, batch):
         # A short batch (or an empty replica slice) still divides correctly.
@@ -56,14 +59,25 @@ class SumnTrainer(DistributedTrainer):
             [tf.shape(target_words)[0], self.model.num_hops], 1.0 / (self.model.num_hops * global_examples))
         # The decoder's vocabulary layer and the loss run fused, hop by hop:
         # the [batch, hops, vocabulary] logits are never materialised.
-        loss, per_hop = self.model.consistency_loss(
-            inputs, target_words, target_weights, loss_weights, training=True,
+        user_vectors = self.model.training_user_vectors(inputs)
+        loss, per_hop = self.model.decoder.consistency_loss(
+            user_vectors, target_words, target_weights, loss_weights, training=True,
             num_sampled=self.num_sampled)
         metrics = {"hop_losses": tf.reduce_sum(per_hop, axis=0) / global_examples}
+        terms = {}
         if self.contrastive_weight > 0:
-            contrastive = tf.reduce_sum(self.view_losses(batch[schema.HISTORY])) / global_examples
-            metrics.update({"loss/consistency": loss, "loss/contrastive": contrastive})
-            loss = loss + self.contrastive_weight * contrastive
+            terms["contrastive"] = (self.contrastive_weight, tf.reduce_sum(
+                self.view_losses(batch[schema.HISTORY])) / global_examples)
+        if self.history_target_weight > 0:
+            history_words, history_weights = history_targets(batch[schema.HISTORY])
+            terms["history"] = (self.history_target_weight, self.model.decoder.consistency_loss(
+                user_vectors, history_words, history_weights, loss_weights, training=True,
+                num_sampled=self.num_sampled)[0])
+        if terms:
+            metrics["loss/consistency"] = loss
+        for name, (weight, term) in terms.items():
+            metrics[f"loss/{name}"] = term
+            loss = loss + weight * term
         return loss, metrics
 
     def view_losses(self, history):
