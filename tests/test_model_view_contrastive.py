@@ -1,6 +1,7 @@
-"""The two-view contrastive objective (``--contrastive_weight``): views, loss and its training."""
+"""The two-view contrastive objective (``--contrastive_weight``): views and loss.
 
-import os
+Its training through main/train.py is in test_model_history_target.py (every term at once).
+"""
 
 import numpy as np
 import pytest
@@ -79,27 +80,3 @@ def test_rejects_a_non_positive_temperature():
     with pytest.raises(ValueError, match="`temperature` should be positive"):
         view_contrastive_loss(np.ones((2, 3), "float32"), np.ones((2, 3), "float32"),
                               np.ones(2, bool), 0.0)
-
-
-def test_training_adds_the_weighted_term_and_logs_both(tmp_path, capsys):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from test_loader import write_parquet_table
-    from test_train import train_in_process
-
-    tables = str(tmp_path / "tables")
-    write_parquet_table(tables, num_users=40, num_shards=1)
-    run = tmp_path / "run"
-    status, _, _ = train_in_process(capsys, f"--tables={tables}", f"--checkpoint_dir={run}",
-                                    "--max_steps=3", "--contrastive_weight=0.5",
-                                    "--contrastive_temperature=0.2")
-    assert status == 0
-    accumulator = EventAccumulator(os.path.join(run, "train"))
-    accumulator.Reload()
-
-    def values(tag):
-        return [float(tf.make_ndarray(event.tensor_proto)) for event in accumulator.Tensors(tag)]
-
-    total, consistency, contrastive = (values(tag) for tag in
-                                       ("loss", "loss/consistency", "loss/contrastive"))
-    assert len(total) == 3 and min(contrastive) > 0
-    np.testing.assert_allclose(total, np.add(consistency, 0.5 * np.array(contrastive)), rtol=1e-5)

@@ -84,6 +84,21 @@ def behavioural_consistency_loss(logits, target_words, target_weights):
     return ops.mean(per_hop_consistency_loss(logits, target_words, target_weights), axis=-1)
 
 
+def check_vocabulary_layer_inputs(hidden, kernel, target_words, loss_weights):
+    """Ranks, dtype and batch sizes of a fused vocabulary-layer loss's inputs (shapes as below)."""
+    hidden_shape = check_rank(hidden, 3, "hidden", "[batch_size, num_hops, width]")
+    words_shape = check_rank(target_words, 2, "target_words", "[batch_size, max_targets]")
+    check_rank(kernel, 2, "kernel", "[width, vocabulary_size]")
+    check_rank(loss_weights, 2, "loss_weights", "[batch_size, num_hops]")
+    check_integer(target_words, "target_words")
+    check_dim(
+        words_shape[0],
+        hidden_shape[0],
+        "`target_words` and `hidden` should have the same batch size. Received: "
+        f"`target_words.shape` = {words_shape}, `hidden.shape` = {hidden_shape}.",
+    )
+
+
 def projected_consistency_loss(
     hidden, kernel, bias, target_words, target_weights, loss_weights, matmul_dtype="float32"
 ):
@@ -124,17 +139,7 @@ def projected_consistency_loss(
         with respect to ``hidden``, ``kernel`` and ``bias``) and the
         [batch_size, num_hops] float32 per-hop losses (not differentiable).
     """
-    hidden_shape = check_rank(hidden, 3, "hidden", "[batch_size, num_hops, width]")
-    words_shape = check_rank(target_words, 2, "target_words", "[batch_size, max_targets]")
-    check_rank(kernel, 2, "kernel", "[width, vocabulary_size]")
-    check_rank(loss_weights, 2, "loss_weights", "[batch_size, num_hops]")
-    check_integer(target_words, "target_words")
-    check_dim(
-        words_shape[0],
-        hidden_shape[0],
-        "`target_words` and `hidden` should have the same batch size. Received: "
-        f"`target_words.shape` = {words_shape}, `hidden.shape` = {hidden_shape}.",
-    )
+    check_vocabulary_layer_inputs(hidden, kernel, target_words, loss_weights)
     hidden = tf.cast(hidden, tf.float32)
     kernel = tf.cast(kernel, tf.float32)
     bias = tf.cast(bias, tf.float32)

@@ -32,9 +32,7 @@ besides the kernel-sized transpose and gradient.
 
 import tensorflow as tf
 
-from model.layers.input_checks import check_dim
-from model.layers.input_checks import check_integer
-from model.layers.input_checks import check_rank
+from model.sumn.consistency_loss import check_vocabulary_layer_inputs
 
 
 def sampled_consistency_loss(hidden, kernel, bias, target_words, target_weights, loss_weights,
@@ -57,17 +55,7 @@ def sampled_consistency_loss(hidden, kernel, bias, target_words, target_weights,
         with respect to ``hidden``, ``kernel`` and ``bias``) and the
         [batch_size, num_hops] float32 per-hop losses (not differentiable).
     """
-    hidden_shape = check_rank(hidden, 3, "hidden", "[batch_size, num_hops, width]")
-    words_shape = check_rank(target_words, 2, "target_words", "[batch_size, max_targets]")
-    check_rank(kernel, 2, "kernel", "[width, vocabulary_size]")
-    check_rank(loss_weights, 2, "loss_weights", "[batch_size, num_hops]")
-    check_integer(target_words, "target_words")
-    check_dim(
-        words_shape[0],
-        hidden_shape[0],
-        "`target_words` and `hidden` should have the same batch size. Received: "
-        f"`target_words.shape` = {words_shape}, `hidden.shape` = {hidden_shape}.",
-    )
+    check_vocabulary_layer_inputs(hidden, kernel, target_words, loss_weights)
     vocabulary_size = int(kernel.shape[-1])
     num_sampled = int(num_sampled)
     if not 0 < num_sampled < vocabulary_size:
