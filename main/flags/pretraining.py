@@ -115,8 +115,8 @@ def training_flag_parser():
     sequence.add_argument("--num_sampled", type=non_negative_int, default=0,
                           help="0: full softmax; N: sampled softmax with N log-uniform "
                                "negatives per step, for large catalogues: over the items, or "
-                               "with --model=sumn over the vocabulary's words (the users' "
-                               "target words and N others; evaluation stays exact)")
+                               "with --model=sumn over the vocabulary's words (each user's "
+                               "target words and N others)")
     sequence.add_argument("--mask_fraction", type=probability, default=0.3,
                           help="grec: share of each sequence's positions masked and predicted")
 
