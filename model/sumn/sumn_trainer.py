@@ -3,12 +3,13 @@
 Each replica turns its ragged batch into dense model inputs and computes the
 behavioural-consistency loss summed over its examples and divided by the
 GLOBAL number of examples in the step; ``DistributedTrainer`` sums, clips and
-applies the gradients. The loss is ``SumnModel.consistency_loss``, the
+applies the gradients. The loss is ``SumnModel.consistency_loss``'s, the
 memory-bounded training form (no [batch, hops, vocabulary] logits, encoder
 activations recomputed in chunks), or its sampled softmax with
-``num_sampled`` > 0 (``sampled_consistency_loss.py``); with
-``contrastive_weight`` > 0 plus that weight times the InfoNCE loss of two
-disjoint random views of each user (``view_contrastive_loss.py``).
+``num_sampled`` > 0 (``sampled_consistency_loss.py``). Objectives beyond
+SUMN's are added by weight: the InfoNCE loss of two disjoint random views of
+each user (``view_contrastive_loss.py``) and the consistency loss against the
+user's own history (``history_target.py``), from the same user vectors.
 """
 
 import tensorflow as tf
