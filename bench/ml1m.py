@@ -33,6 +33,10 @@ EXTRA_ROWS = {
     "mhop_contrastive_0.3": ("mhop", ["--contrastive_weight=0.3", "--contrastive_temperature=0.1"]),
     # Plus the user's own history as a second decoder target (model/sumn/history_target.py).
     "mhop_history_1": ("mhop", ["--history_target_weight=1"]),
+    "mhop_history_3": ("mhop", ["--history_target_weight=3"]),
+    # Both: the history target and the two-view InfoNCE.
+    "mhop_history_contrastive": ("mhop", ["--history_target_weight=1", "--contrastive_weight=0.3",
+                                          "--contrastive_temperature=0.1"]),
 }
 # The supervised reference of ../shared/data/ml-1m/README.md.
 REFERENCE = {"gender AUC": 0.874, "age acc": 0.520, "occupation acc": 0.210}
