@@ -93,18 +93,21 @@ def write_markdown_report(path, lines, seconds, commands):
     print(f"wrote {path}", flush=True)
 
 
-def build_and_pretrain_nextitnet(flags, tables, pretrained, commands, seconds):
+def build_and_pretrain_nextitnet(flags, tables, pretrained, commands, seconds, table_items=0):
     """ML-1M tables from ``flags.data`` into ``tables``, then a NextItNet run in ``pretrained``.
 
     The first stages of the PeterRec and continual benchmarks; ``flags`` carries
     ``data``, ``max_items_per_user``, ``steps``, ``batch_size``, ``model_dim``
-    and ``dilations``. Each command is logged in ``commands``, its time in ``seconds``.
+    and ``dilations``. The tables keep ``table_items`` items per user where that
+    is more (for tasks that read a longer history than pretraining). Each command
+    is logged in ``commands``, its time in ``seconds``.
     """
     python = sys.executable
     print(f"building tables into {tables}", flush=True)
     seconds["build tables"], _ = run_command(
         [python, "main/build_tables.py", f"--movielens={flags.data}", f"--output_dir={tables}",
-         f"--max_items_per_user={flags.max_items_per_user}", "--overwrite"], commands)
+         f"--max_items_per_user={max(flags.max_items_per_user, table_items)}", "--overwrite"],
+        commands)
     print(f"pretraining NextItNet for {flags.steps} steps", flush=True)
     seconds["pretrain nextitnet"], stdout = run_command(
         [python, "main/train.py", "--model=nextitnet", f"--tables={tables}",

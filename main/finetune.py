@@ -64,7 +64,9 @@ def _finetune(flags):
 
     tables = _sequence_tables(flags, pretrained)
     validate_sequence_table(tables, pretrained["num_item_ids"])
-    sequences = read_user_sequences(tables, pretrained["max_items_per_user"])
+    max_items = flags.max_items_per_user or pretrained["max_items_per_user"]
+    _note_table_history(tables, max_items)
+    sequences = read_user_sequences(tables, max_items)
     task = make_task(flags.task, sequences, _labels(flags, pretrained), split_column(flags.split),
                      flags.validation_fraction, flags.seed, pretrained["num_item_ids"])
     print(f"task {task.name} ({task.kind}): {len(task.train.sequences):,} train, "
@@ -74,7 +76,7 @@ def _finetune(flags):
     keras.utils.set_random_seed(flags.seed)
     strategy = make_strategy(flags.strategy)
     print(f"strategy: {describe_strategy(strategy)}", flush=True)
-    config = _task_description(flags, pretrained, family, method, prefix, step, task)
+    config = _task_description(flags, pretrained, family, method, prefix, step, task, max_items)
     with strategy.scope():
         model = build_task_model(config, task.train.sequences.items[:2])
         if method.starts_from_pretrained:
@@ -133,6 +135,15 @@ def _sequence_tables(flags, pretrained):
         flag=f"--tables (from {RUN_CONFIG_FILE} of --pretrained; pass --tables to choose another)")
 
 
+def _note_table_history(tables, max_items):
+    """Says so when the table keeps fewer items per user than the task asks to read."""
+    kept = ((tables.manifest or {}).get("flags") or {}).get("max_items_per_user")
+    if kept and kept < max_items:
+        print(f"note: the sequence table keeps at most {kept:,} items per user, fewer than the "
+              f"{max_items:,} asked for (rebuild it with main/build_tables.py "
+              f"--max_items_per_user={max_items} to read more)", flush=True)
+
+
 def _check_output_dir(output_dir, overwrite):
     if os.path.exists(output_dir) and os.listdir(output_dir) and not overwrite:
         raise UserInputError(
@@ -158,7 +169,7 @@ def _labels(flags, pretrained):
         raise UserInputError(f"{where}: {error}") from None
 
 
-def _task_description(flags, pretrained, family, method, prefix, step, task):
+def _task_description(flags, pretrained, family, method, prefix, step, task, max_items):
     """task.json: the family's architecture, the method's and the task's entries, provenance."""
     description = {key: pretrained[key] for key in family.architecture_keys() if key in pretrained}
     description.update(family.traits)
@@ -167,7 +178,7 @@ def _task_description(flags, pretrained, family, method, prefix, step, task):
         patch_bottleneck=flags.patch_bottleneck or max(1, pretrained["model_dim"] // 8),
         pretrained_run=os.path.abspath(flags.pretrained),
         pretrained_checkpoint=os.path.abspath(prefix), pretrained_step=step,
-        max_items_per_user=pretrained["max_items_per_user"], flags=vars(flags))
+        max_items_per_user=max_items, readout=flags.readout, flags=vars(flags))
     description.update(task.description_entries())
     description.update(method.description_entries(flags))
     return description

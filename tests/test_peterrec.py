@@ -193,6 +193,49 @@ def test_finetune_errors_name_the_flag(nextitnet_run, tmp_path, peterrec_task, c
     assert not os.path.exists(tmp_path / "x")
 
 
+def test_an_attention_readout_over_a_chosen_history_trains_saves_and_reloads(nextitnet_run,
+                                                                             tmp_path):
+    import tensorflow as tf
+
+    from model.finetune.task_checkpoint import load_task
+
+    folder = str(tmp_path / "segment-finecls-attention")
+    result = run("main/finetune.py", f"--pretrained={nextitnet_run[0]}", "--task=segment",
+                 "--method=finecls", "--readout=attention", "--max_items_per_user=10",
+                 f"--output_dir={folder}", "--epochs=1", "--batch_size=64")
+    config = json.load(open(os.path.join(folder, "task.json")))
+    assert config["readout"] == "attention" and config["max_items_per_user"] == 10
+    # FineCLS trains the head and the readout: W1 [16, 16] + b1 [16] + w2 [16, 1] + head.
+    head = 16 * 2 + 2
+    assert config["parameters"]["trainable"] == head + 16 * 16 + 16 + 16
+    assert any("readout" in path for path in config["saved_variables"])
+    sample = tf.ragged.constant([[3, 4, 5, 9], [6, 7]], dtype=tf.int32)
+    first, _ = load_task(folder, sample)
+    second, _ = load_task(folder, sample)
+    vectors = [m(m.inputs_for(sample)).numpy() for m in (first, second)]
+    np.testing.assert_array_equal(vectors[0], vectors[1])
+    # The readout trained away from its initial weights, and those weights were restored.
+    fresh = first.readout.__class__("attention")
+    fresh.build((None, None, 16))
+    assert not np.allclose(fresh.weights[0].numpy(), first.readout.weights[0].numpy())
+    # The table keeps 20 items per user; asking for more says so and reads what is there.
+    more = run("main/finetune.py", f"--pretrained={nextitnet_run[0]}", "--task=segment",
+               "--method=finecls", "--readout=cls_mean", "--max_items_per_user=50",
+               f"--output_dir={tmp_path / 'more'}", "--epochs=1", "--batch_size=64")
+    assert "keeps at most 20 items per user" in more.stdout
+    assert json.load(open(tmp_path / "more" / "task.json"))["parameters"]["trainable"] == 32 * 2 + 2
+
+
+def test_a_readout_for_next_item_prediction_is_refused(nextitnet_run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(finetune_entry_point.main,
+                [f"--pretrained={nextitnet_run[0]}", "--task=next_item", "--readout=mean",
+                 f"--output_dir={tmp_path / 'x'}"])
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--readout=mean" in stderr and "Traceback" not in stderr
+    assert not os.path.exists(tmp_path / "x")
+
+
 def test_grec_backbone_fine_tunes_with_parallel_patches(tables, tmp_path):
     pretrained = str(tmp_path / "grec")
     run("main/train.py", "--model=grec", f"--tables={tables}", f"--checkpoint_dir={pretrained}",

@@ -8,9 +8,10 @@ from main.flags.common import (
     add_strategy_flag,
     add_task_users_flags,
 )
+from model.layers.sequence_readout import CLS, READOUTS
 from model.methods.peterrec import PATCH_PLACEMENTS, SERIAL
 from model.methods.registry import DEFAULT_METHOD, METHODS, method_names
-from model.tasks.registry import RECOMMENDATION_TASK
+from model.tasks.registry import NEXT_ITEM_TASK, RECOMMENDATION_TASK
 from util.flag_types import boolean, non_negative_int, positive_int, probability
 
 
@@ -31,6 +32,15 @@ def finetune_flag_parser():
                            f"'{RECOMMENDATION_TASK}': recommend the items of each user's target "
                            f"window (cold-start recommendation)")
     add_task_users_flags(task)
+    task.add_argument("--max_items_per_user", type=non_negative_int, default=0,
+                      help="most recent history items each user's sequence holds (the table "
+                           "must hold them: main/build_tables.py --max_items_per_user); 0: as "
+                           "many as the pretrained run read")
+    task.add_argument("--readout", choices=READOUTS, default=CLS,
+                      help="how the user vector is read from the encoder's states: cls (the "
+                           "CLS token(s), PeterRec's), mean (mean over every position), "
+                           "attention (a learned weighted mean, trained with the head), "
+                           "cls_mean (both, side by side)")
 
     method = parser.add_argument_group("method")
     method.add_argument("--method", choices=method_names(), default=DEFAULT_METHOD,
@@ -67,7 +77,12 @@ def finetune_flag_parser():
 
 
 def parse_finetune_flags(argv=None):
-    flags = finetune_flag_parser().parse_args(argv)
+    parser = finetune_flag_parser()
+    flags = parser.parse_args(argv)
     if not flags.output_dir:
         flags.output_dir = f"runs/finetune/{flags.task}-{flags.method}"
+    if flags.readout != CLS and flags.task == NEXT_ITEM_TASK:
+        parser.error(f"--readout={flags.readout}: --task={NEXT_ITEM_TASK} reads the state at each "
+                     f"user's last item, the one next-item pretraining trained; leave --readout "
+                     f"out")
     return flags

@@ -9,7 +9,8 @@ finelast   the pretrained run  the last residual block + head
 scratch    random weights      everything
 =========  ==================  =============================================
 
-Everything not trained is left out of the optimizer's variable list, so it is
+"The head" includes a learned readout (``--readout=attention``), which is part
+of every task's own parameters. Everything not trained is left out of the optimizer's variable list, so it is
 never written.
 """
 
@@ -23,19 +24,19 @@ class FineAll(Method):
 
 class FineCls(Method):
     name = "finecls"
-    summary = "the head trains"
+    summary = "the head (and an attention readout) trains"
 
     def trainable_variables(self, task_model, description):
-        return list(task_model.head.trainable_variables)
+        return task_model.output_variables()
 
 
 class FineLast(Method):
     name = "finelast"
-    summary = "the last residual block + head train"
+    summary = "the last residual block + head (+ an attention readout) train"
 
     def trainable_variables(self, task_model, description):
         return (list(task_model.encoder.blocks[-1].trainable_variables)
-                + list(task_model.head.trainable_variables))
+                + task_model.output_variables())
 
 
 class Scratch(Method):

@@ -94,7 +94,7 @@ class PeterRec(Method):
     """Model patches + head (+ the LayerNorms) train; the pretrained backbone stays frozen."""
 
     name = "peterrec"
-    summary = ("model patches + head (+ LayerNorms) train, the backbone is frozen")
+    summary = ("model patches + head (+ an attention readout, + LayerNorms) train, the backbone is frozen")
 
     def block_adapter(self, block_index, description):
         return ModelPatchAdapter(description["patch"], description["patch_bottleneck"],
@@ -102,7 +102,7 @@ class PeterRec(Method):
 
     def trainable_variables(self, task_model, description):
         encoder = task_model.encoder
-        chosen = list(encoder.adapter_variables()) + list(task_model.head.trainable_variables)
+        chosen = list(encoder.adapter_variables()) + task_model.output_variables()
         if description.get("train_layer_norms", True):
             chosen += list(encoder.layer_norm_variables())
         return chosen

@@ -1,15 +1,18 @@
-"""A downstream model: a family's backbone with a method's adapters, and a task's head.
+"""A downstream model: a family's backbone with a method's adapters, a readout, and a task's head.
 
 Everything it is made of is named by the task description (task.json): the
 family and its architecture keys (``model/registry.py``), the method and
 its entries (``model/methods/registry.py``), the task kind and its entries
-(``model/tasks/registry.py``). So a saved task rebuilds from its description
-alone, and any method runs with any task.
+(``model/tasks/registry.py``), and the readout that pools the encoder's
+states into the user vector (``model/layers/sequence_readout.py``; a
+description without one reads the CLS token(s), as PeterRec does). So a saved
+task rebuilds from its description alone, and any method runs with any task.
 """
 
 import keras
 
 from model import registry
+from model.layers.sequence_readout import CLS, SequenceReadout, readout_width
 from model.methods.registry import get_method
 from model.tasks.registry import task_class
 from util.errors import UserInputError
@@ -17,14 +20,14 @@ from util.errors import UserInputError
 
 @keras.saving.register_keras_serializable(package="uur")
 class TaskModel(keras.Model):
-    """Backbone + head of one downstream task.
+    """Backbone + readout + head of one downstream task.
 
     Args:
         description: the task description, as main/finetune.py writes task.json.
 
     Call:
         inputs: the backbone's inputs with CLS token(s) in place (``inputs_for``).
-        Returns user vectors [batch, dim].
+        Returns user vectors [batch, dim] (``dim``: the readout's width).
     """
 
     def __init__(self, description, **kwargs):
@@ -38,15 +41,19 @@ class TaskModel(keras.Model):
         backbone = family.build_backbone(
             config, lambda index: method.block_adapter(index, self.description))
         self._backbone = backbone
-        self.dim = backbone.dim
+        readout = self.description.get("readout", CLS)
+        self.dim = readout_width(readout, backbone.dim)
         # The same layer name as in pretraining, so a warm start finds its weights;
-        # encoder first, head second: the order task checkpoints are keyed by.
+        # encoder first, head second, readout third: the order task checkpoints are
+        # keyed by (a task saved before readouts existed has a CLS readout, no variables).
         self.encoder = backbone.encoder
         self.head = task_class(self.description).head_from_description(self.description, self.dim)
+        self.readout = SequenceReadout(readout, name="readout")
 
     def build(self, input_shape):
         self.encoder.build(input_shape)
         self.head.build((None, self.dim))
+        self.readout.build((None, None, self._backbone.dim))
 
     def inputs_for(self, items):
         """[batch, (length)] ragged item ids -> the backbone's inputs with the CLS token(s)."""
@@ -54,7 +61,11 @@ class TaskModel(keras.Model):
 
     def call(self, inputs, training=False):
         hidden = self.encoder(inputs, training=training)
-        return self._backbone.user_vector(hidden, inputs)
+        return self.readout(hidden, inputs, self._backbone.user_vector(hidden, inputs))
+
+    def output_variables(self):
+        """The readout's and the head's trainable variables: what even a head-only method trains."""
+        return list(self.head.trainable_variables) + list(self.readout.trainable_variables)
 
     def build_all(self, items):
         """Creates every variable with one forward pass (``build`` builds the head); returns the model."""
