@@ -133,13 +133,15 @@ def _baseline_stage(task, history):
 def tfidf_on_task_items(data, tables, task, max_items):
     """TF-IDF + logistic regression on the items fine-tuning reads: each user's ``max_items`` most recent.
 
-    The users, labels and canonical split are the fine-tuning task's; C is
-    chosen by cross-validation on the train users (``evaluation.probes``).
+    The users and their split are the fine-tuning task's own
+    (``ClassificationTask.from_labels``), its validation users counted as train
+    users; C is chosen by cross-validation on those (``evaluation.probes``).
 
     Returns:
         {"task", "history", "accuracy", "auc", "macro_f1", "C"}.
     """
     import numpy as np
+    import tensorflow as tf
     from scipy import sparse
 
     from contracts import schema
@@ -147,23 +149,24 @@ def tfidf_on_task_items(data, tables, task, max_items):
     from data_loader.table_files import resolve_table_files
     from data_loader.user_sequences import read_user_sequences
     from evaluation import probes
+    from model.tasks.classification import ClassificationTask
 
     sequences = read_user_sequences(
         resolve_table_files(tables, default_subdir=schema.SEQUENCES_SUBDIR), max_items)
-    items = sequences.items
-    values = items.values.numpy()
-    counts = sparse.csr_matrix(
-        (np.ones(len(values), dtype=np.float32), (items.value_rowids().numpy(), values)),
-        shape=(len(sequences), int(values.max()) + 1))  # repeated items add up
-    labels = read_labels(os.path.join(data, "users.dat"))
-    column, present = labels.column(task)
-    known = np.isin(sequences.ids, labels.ids)
-    label_rows = probes.rows_of(labels.ids, sequences.ids[known])
-    users = np.flatnonzero(known)[present[label_rows]]
-    y = column[label_rows][present[label_rows]]
-    is_test = probes.canonical_test_mask(sequences.ids[users], "users.dat")
-    result = probes.tfidf_baseline(counts[users[~is_test]], y[~is_test], counts[users[is_test]],
-                                   y[is_test])
+    split = ClassificationTask.from_labels(sequences, task, read_labels(os.path.join(data, "users.dat")),
+                                           None, validation_fraction=0.1, seed=0)
+    width = int(tf.reduce_max(sequences.items.values)) + 1
+
+    def counts(items):  # [users, width]; a repeated item adds up
+        values = items.values.numpy()
+        return sparse.csr_matrix((np.ones(len(values), dtype=np.float32),
+                                  (items.value_rowids().numpy(), values)),
+                                 shape=(int(items.nrows()), width))
+
+    train_items = tf.concat([split.train.sequences.items, split.validation.sequences.items], axis=0)
+    train_labels = np.concatenate([split.train.labels, split.validation.labels])
+    result = probes.tfidf_baseline(counts(train_items), train_labels,
+                                   counts(split.test.sequences.items), np.asarray(split.test.labels))
     return {"task": task, "history": max_items, "accuracy": result.accuracy, "auc": result.auc,
             "macro_f1": result.macro_f1, "C": result.C}
 
