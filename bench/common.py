@@ -46,13 +46,18 @@ def print_json(payload):
     print(json.dumps(payload, indent=2, sort_keys=True))
 
 
+def command_line(command):
+    """``command`` (a list of arguments) as one shell line."""
+    return " ".join(shlex.quote(part) for part in command)
+
+
 def run_command(command, log):
     """Runs one CLI command as a user would (no GPU, quiet TF); returns (seconds, stdout).
 
     The command line is appended to ``log`` (the report lists them); a failure
     exits with the command and the tail of its stderr.
     """
-    log.append(" ".join(shlex.quote(part) for part in command))
+    log.append(command_line(command))
     started = time.perf_counter()
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=environment)

@@ -30,7 +30,14 @@ import os
 import sys
 import time
 
-from common import REPO_ROOT, build_and_pretrain_nextitnet, run_command, run_description, write_markdown_report
+from common import (
+    REPO_ROOT,
+    build_and_pretrain_nextitnet,
+    command_line,
+    run_command,
+    run_description,
+    write_markdown_report,
+)
 
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "ml-1m"))
 METHODS = ("peterrec", "fineall", "finecls", "finelast", "scratch")
@@ -64,6 +71,9 @@ def parse_flags(argv=None):
                         help="comma-separated fine-tuning variants, each READOUT or "
                              "READOUT@HISTORY (readout: cls, mean, attention, cls_mean; history: "
                              "most recent items the task reads, default --max_items_per_user)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep every task folder in --work_dir that already holds a finished "
+                             "task.json (a stopped bench goes on where it was)")
     parser.add_argument("--reuse_pretrained", action="store_true",
                         help="keep an existing pretrained run in --work_dir (skip building and "
                              "pretraining)")
@@ -104,19 +114,28 @@ def main(argv=None):
             for method in flags.methods.split(","):
                 name = " ".join(filter(None, [task, method, variant]))
                 output = os.path.join(flags.work_dir, "tasks", name.replace(" ", "-"))
-                print(f"fine-tuning {name}", flush=True)
                 labels = ([] if task == "items"
                           else [f"--labels={os.path.join(flags.data, 'users.dat')}"])
-                seconds[name], stdout = run_command(
-                    [python, "main/finetune.py", f"--pretrained={pretrained}", f"--task={task}",
-                     f"--method={method}", *labels, f"--readout={readout}",
-                     f"--max_items_per_user={history}", f"--epochs={flags.epochs}",
-                     f"--batch_size={flags.finetune_batch_size}",
-                     f"--learning_rate={flags.finetune_learning_rate}",
-                     f"--output_dir={output}", "--overwrite"], commands)
-                print("  " + stdout.strip().splitlines()[-2], flush=True)
-                with open(os.path.join(output, "task.json"), encoding="utf-8") as handle:
-                    results.append(json.load(handle))
+                command = [python, "main/finetune.py", f"--pretrained={pretrained}",
+                           f"--task={task}", f"--method={method}", *labels,
+                           f"--readout={readout}", f"--max_items_per_user={history}",
+                           f"--epochs={flags.epochs}", f"--batch_size={flags.finetune_batch_size}",
+                           f"--learning_rate={flags.finetune_learning_rate}",
+                           f"--output_dir={output}", "--overwrite"]
+                finished = os.path.join(output, "task.json")
+                if flags.resume and os.path.exists(finished):
+                    print(f"kept {name} (--resume): {output}", flush=True)
+                    commands.append(f"{command_line(command)}   # kept from an earlier run")
+                    with open(finished, encoding="utf-8") as handle:
+                        results.append(json.load(handle))
+                    # Its training time; the evaluation after it is not recorded.
+                    seconds[name] = results[-1]["training"]["seconds"]
+                else:
+                    print(f"fine-tuning {name}", flush=True)
+                    seconds[name], stdout = run_command(command, commands)
+                    print("  " + stdout.strip().splitlines()[-2], flush=True)
+                    with open(finished, encoding="utf-8") as handle:
+                        results.append(json.load(handle))
                 results[-1].update(seconds=seconds[name], variant=variant)
         if task != "items":
             for history in sorted({history for _, history in flags.variant_list}):
