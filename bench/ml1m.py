@@ -8,8 +8,8 @@
 Builds the tables from ../shared/data/ml-1m, pretrains SUMN once per pooling
 (max, mean, mhop, gruhop), writes every user's vector, and probes gender, age
 and occupation on the canonical split (user_id % 5 == 0 is test) beside the
-majority class, TF-IDF + logistic regression and a randomly initialised
-encoder. Every stage runs through the same command a user types; the report
+majority class, TF-IDF + logistic regression, LSA vectors of the same width
+and a randomly initialised encoder. Every stage runs through the same command a user types; the report
 (bench/results/ml1m.md) lists those commands with the table, the machine and
 the date.
 """
@@ -119,7 +119,7 @@ def main(argv=None):
     seconds["evaluate"], _ = run(
         [python, "main/evaluate.py", f"--vectors={vectors[first]}", f"--name=sumn_{first}",
          *baselines, f"--labels={os.path.join(flags.data, 'users.dat')}", f"--tables={tables}",
-         f"--output_dir={evaluation}"], commands)
+         f"--lsa_dim={flags.model_dim}", f"--output_dir={evaluation}"], commands)
     write_report(flags, commands, seconds, evaluation)
 
 

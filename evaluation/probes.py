@@ -9,7 +9,10 @@ anything. Baselines get the same treatment:
 * majority class (``DummyClassifier``): the chance level;
 * TF-IDF over each user's bag of words + ``LogisticRegression``: a supervised
   sparse baseline;
-* vectors from a randomly initialised encoder: just another vector matrix.
+* vectors from a randomly initialised encoder: just another vector matrix;
+* LSA user vectors (``lsa_vectors``: the same TF-IDF matrix reduced by
+  ``TruncatedSVD``, fitted without labels): the unsupervised anchor at the
+  model's own width, probed like any vector matrix.
 
 Metrics are scikit-learn's: accuracy, macro-F1, ROC AUC (binary), and
 one-vs-rest macro AUC for multi-class tasks. The headline metric of a task is
@@ -25,6 +28,7 @@ import warnings
 
 import numpy as np
 from sklearn.dummy import DummyClassifier
+from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
@@ -45,6 +49,7 @@ CV_FOLDS = 5
 MAX_CLASSES = 200
 MAJORITY = "majority"
 TFIDF = "tfidf_logistic"
+LSA_PREFIX = "lsa_"
 MLP_HIDDEN_UNITS = (256,)
 MLP_VALIDATION_FRACTION = 0.1
 
@@ -253,6 +258,29 @@ def tfidf_baseline(counts_train, y_train, counts_test, y_test, *, c_grid=DEFAULT
     return _select_fit_score(estimator, "logisticregression__C", list(c_grid), c_grid,
                              counts_train, y_train, counts_test, y_test,
                              method="tfidf+logistic", seed=seed, folds=folds)
+
+
+def lsa_vectors(counts, dim, seed=0):
+    """LSA user vectors: TF-IDF of the word counts reduced to ``dim`` by a truncated SVD.
+
+    The unsupervised anchor of ../shared/data/ml-1m/README.md (Deerwester et
+    al., 1990): like our pretraining it reads every user's behaviours and no
+    label, so it is fitted on all the rows given, train and test users alike.
+
+    Args:
+        counts: scipy.sparse matrix [num_users, vocabulary_size] of word counts.
+        dim: the vectors' width; below the vocabulary size.
+        seed: seed of the randomised SVD solver.
+    Returns:
+        np.ndarray[float32] [num_users, dim].
+    Raises:
+        UserInputError: ``dim`` is not below the vocabulary size.
+    """
+    if not 0 < dim < counts.shape[1]:
+        raise UserInputError(f"--lsa_dim={dim} must be between 1 and the vocabulary size minus one "
+                             f"({counts.shape[1] - 1}): an SVD cannot keep more dimensions than words.")
+    pipeline = make_pipeline(TfidfTransformer(), TruncatedSVD(n_components=dim, random_state=seed))
+    return pipeline.fit_transform(counts).astype(np.float32)
 
 
 def majority_baseline(y_train, y_test):

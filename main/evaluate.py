@@ -32,7 +32,7 @@ from evaluation import probes as probes  # noqa: E402
 from main.flags.common import FlagHelpFormatter  # noqa: E402
 from util.cli import run_cli  # noqa: E402
 from util.errors import UserInputError  # noqa: E402
-from util.flag_types import positive_int  # noqa: E402
+from util.flag_types import non_negative_int, positive_int  # noqa: E402
 from util.folder_lock import FolderLock  # noqa: E402
 from util.output_folder import check_writable  # noqa: E402
 
@@ -71,6 +71,10 @@ def parse_flags(argv):
     parser.add_argument("--tables", default=None,
                         help="SUMN table folder whose inference shards give each user's bag of words for "
                              "the TF-IDF + logistic regression baseline (default: baseline skipped).")
+    parser.add_argument("--lsa_dim", default=0, type=non_negative_int,
+                        help="also probe LSA user vectors of this width (TF-IDF of the --tables bags "
+                             "reduced by TruncatedSVD, fitted without labels), as the row lsa_<width>: "
+                             "the unsupervised anchor at the model's own width; 0 skips it (default: 0).")
     parser.add_argument("--probe", default=probes.LOGISTIC, choices=probes.PROBES,
                         help="probe on the vectors: standardised logistic regression, or a one-hidden-"
                              "layer MLP with L2 alpha = 1/C (default: logistic).")
@@ -100,6 +104,8 @@ def _evaluate(args):
     labels, tasks, split_column = _read_labels(args)
     vectors = _read_vectors(args)
     bag = _read_bag_of_words(args, notes)
+    if args.lsa_dim and bag is None:
+        raise UserInputError(f"--lsa_dim={args.lsa_dim} needs --tables: LSA reduces the tables' bags of words.")
     ids, users = _common_users(labels, vectors, bag)
     is_test = _test_users(ids, labels, split_column)
     results = _probe_tasks(args, tasks, ids, is_test, labels, vectors, bag)
@@ -126,10 +132,11 @@ def _read_labels(args):
 def _read_vectors(args):
     """{row name: UserVectors}, the model under test first."""
     sources = {args.name: args.vectors, **dict(args.baseline_vectors)}
-    if len(sources) != 1 + len(args.baseline_vectors) or set(sources) & {probes.MAJORITY, probes.TFIDF}:
+    reserved = {probes.MAJORITY, probes.TFIDF} | ({f"{probes.LSA_PREFIX}{args.lsa_dim}"} if args.lsa_dim else set())
+    if len(sources) != 1 + len(args.baseline_vectors) or set(sources) & reserved:
         raise UserInputError(
-            f"--name and --baseline_vectors names must be distinct and not '{probes.MAJORITY}' or "
-            f"'{probes.TFIDF}'; got {', '.join([args.name] + [name for name, _ in args.baseline_vectors])}."
+            f"--name and --baseline_vectors names must be distinct and not one of the baselines' "
+            f"({', '.join(sorted(reserved))}); got {', '.join([args.name] + [name for name, _ in args.baseline_vectors])}."
         )
     vectors = {}
     for name, path in sources.items():
@@ -161,6 +168,9 @@ def _probe_tasks(args, tasks, ids, is_test, labels, vectors, bag):
     label_rows = probes.rows_of(labels.ids, ids)
     features = {name: data.vectors[probes.rows_of(data.ids, ids)] for name, data in vectors.items()}
     counts = None if bag is None else bag.counts[probes.rows_of(bag.ids, ids)]
+    if args.lsa_dim:
+        print(f"fitting LSA-{args.lsa_dim} on {counts.shape[0]} users' bags of words", file=sys.stderr)
+        features[f"{probes.LSA_PREFIX}{args.lsa_dim}"] = probes.lsa_vectors(counts, args.lsa_dim, args.seed)
     folds = probes.CV_FOLDS if len(args.C) > 1 else 1
     results = []
     for task in tasks:
@@ -195,7 +205,9 @@ def _build(results, args, labels, vectors, bag, users, notes):
         "max_train_users": args.max_train_users,
         "labels": labels.source,
         "inputs": {name: data.source for name, data in vectors.items()} | (
-            {probes.TFIDF: bag.source} if bag is not None else {}),
+            {probes.TFIDF: bag.source} if bag is not None else {}) | (
+            {f"{probes.LSA_PREFIX}{args.lsa_dim}": f"TF-IDF of {bag.source} reduced by TruncatedSVD to "
+                                                  f"{args.lsa_dim} dimensions"} if args.lsa_dim else {}),
         "users": users,
         "notes": notes,
     }

@@ -109,6 +109,20 @@ def test_report_has_a_row_per_model_and_the_probe_beats_chance(repo_root, worksp
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_lsa_row_is_probed_like_vectors_at_the_asked_width(repo_root, workspace, capsys):
+    argv = flags(workspace, "--name", "sumn", "--tables", workspace["tables"], "--lsa_dim", "2")
+    status, out, err = run_in_process(repo_root, argv, capsys)
+    assert status == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    assert [row.split(" | ")[0][2:] for row in rows] == ["sumn", "lsa_2", "tfidf_logistic",
+                                                         "majority (chance level)"]
+    report = json.load(open(os.path.join(workspace["output"], "evaluation.json"), encoding="utf-8"))
+    assert "TruncatedSVD to 2 dimensions" in report["metadata"]["inputs"]["lsa_2"]
+    # The two words a user holds are its gender and its age bracket, so LSA of them recovers gender.
+    gender = report["tasks"]["gender"]["results"]
+    assert gender["lsa_2"]["auc"] > 0.9 and gender["lsa_2"]["method"] == "probe:logistic"
+
+
 def test_without_tables_the_tfidf_baseline_is_skipped_with_a_note(repo_root, workspace, capsys):
     status, out, err = run_in_process(repo_root, flags(workspace, "--tasks", "gender"), capsys)
     assert status == 0
@@ -128,6 +142,8 @@ def test_without_tables_the_tfidf_baseline_is_skipped_with_a_note(repo_root, wor
         ("one_class_in_train", r"label file .*labels\.csv: column 'country' has a single class \('NL'\)"),
         ("non_integer_ids_for_canonical_split", r"--split canonical needs integer user ids, but label file .*labels\.csv \(column 'id'\) has user id 'u1"),
         ("bad_split_column_value", r"label file .*labels\.csv: split column 'fold' holds 'dev'"),
+        ("lsa_without_tables", r"--lsa_dim=2 needs --tables"),
+        ("lsa_wider_than_vocabulary", r"--lsa_dim=40 must be between 1 and the vocabulary size minus one \(5\)"),
     ],
 )
 def test_bad_input_exits_2_naming_file_and_column_and_writes_no_report(repo_root, workspace, capsys, case, pattern):
@@ -153,6 +169,10 @@ def test_bad_input_exits_2_naming_file_and_column_and_writes_no_report(repo_root
         argv += ["--tasks", "gender,salary"]
     elif case == "missing_labels":
         argv[3] = str(root / "absent.dat")
+    elif case == "lsa_without_tables":
+        argv += ["--lsa_dim", "2"]
+    elif case == "lsa_wider_than_vocabulary":
+        argv += ["--lsa_dim", "40", "--tables", workspace["tables"]]
     elif case == "no_common_users":
         (root / "labels.csv").write_text("id,segment\n" + "".join(f"x{i},{i % 2}\n" for i in range(20)))
         argv[3] = str(root / "labels.csv")

@@ -89,6 +89,20 @@ def test_tfidf_baseline_beats_majority_on_an_informative_bag():
     assert result.auc > 0.9 and result.method == "tfidf+logistic"
 
 
+def test_lsa_vectors_keep_the_bag_signal_at_the_asked_width_and_refuse_a_wider_one():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, size=300)
+    rates = np.where(labels[:, None] == 1, np.r_[np.full(10, 0.5), np.full(10, 0.1)],
+                     np.r_[np.full(10, 0.1), np.full(10, 0.5)])
+    counts = scipy.sparse.csr_matrix((rng.random((300, 20)) < rates).astype(np.float32))
+    vectors = probes.lsa_vectors(counts, 4)
+    assert vectors.shape == (300, 4) and vectors.dtype == np.float32
+    result = probes.probe_vectors(vectors[:240], labels[:240], vectors[240:], labels[240:], c_grid=C_GRID)
+    assert result.auc > 0.9
+    with pytest.raises(UserInputError, match=r"--lsa_dim=20 must be between 1 and the vocabulary size minus one \(19\)"):
+        probes.lsa_vectors(counts, 20)
+
+
 def test_canonical_split_puts_ids_divisible_by_5_in_test():
     ids = np.array(["1", "5", "10", "12", "6040", "-5"])
     mask = probes.canonical_test_mask(ids, "users.dat")
