@@ -91,6 +91,12 @@ def test_each_task_is_scored_by_its_head_on_its_test_users(finished_run):
     assert 0.0 <= scores["tasks"]["segment"]["auc"] <= 1.0
     assert 0.0 <= scores["tasks"]["age_group"]["accuracy"] <= 1.0
     assert re.search(r"test segment \(\d+ users\): accuracy 0\.\d+  auc 0\.\d+", stdout)
+    # The held-out validation users are scored too, for choosing configurations without test users.
+    assert sorted(scores["validation"]) == sorted(scores["tasks"])
+    assert 0.0 <= scores["validation"]["segment"]["auc"] <= 1.0
+    validation_users = int(re.search(r"validation segment \((\d+) users\)", stdout).group(1))
+    test_users = int(re.search(r"test segment \((\d+) users\)", stdout).group(1))
+    assert 0 < validation_users < test_users
 
 
 def serve(capsys, *argv):

@@ -3,8 +3,13 @@
 Next-item prediction: HR@10 / NDCG@10 over every item (and HR@5 / MRR@5
 among 99 sampled unseen items), ranked from the state at the newest item;
 a classification task: accuracy, macro-F1 and AUC of its head on its test
-users (``model/tasks``, the same metrics as fine-tuning). The file is
-``task_scores-step-<N>.json``: ``{"step": N, "tasks": {name: {metric: value}}}``.
+users (``model/tasks``, the same metrics as fine-tuning). The same scores
+on each task's validation users (10% of its train users, held out of
+training) are written beside them: compare configurations (``--task_weights``,
+the task indicator, expert counts) on those, never on the test users. The
+file is ``task_scores-step-<N>.json``:
+``{"step": N, "tasks": {name: {metric: value}}, "validation": {name: {metric: value}}}``
+(``tasks`` holds the test scores).
 """
 
 import json
@@ -16,10 +21,14 @@ HEADLINES = {"next_item": ("hr@10_full", "ndcg@10_full")}
 CLASSIFICATION_HEADLINES = ("accuracy", "auc")
 
 
-def score_tasks(model, tasks):
-    """{task name: its test metrics} of a ``SupermoeModel`` and its ``Task`` objects (same order)."""
+def score_tasks(model, tasks, split="test"):
+    """{task name: its metrics on ``split``} of a ``SupermoeModel`` and its ``Task`` objects (same order).
+
+    Args:
+        split: ``"test"`` or ``"validation"``, the attribute of each task holding the users scored.
+    """
     return {task.name: {name: float(value) for name, value in
-                        task.scores(model.task_view(index), task.test).items()}
+                        task.scores(model.task_view(index), getattr(task, split)).items()}
             for index, task in enumerate(tasks)}
 
 
@@ -30,13 +39,15 @@ def write_task_scores(checkpoint_dir, step, model, data, log=print):
         The path written.
     """
     scores = score_tasks(model, data.objective)
+    validation = score_tasks(model, data.objective, "validation")
     path = os.path.join(checkpoint_dir, f"task_scores-step-{int(step)}.json")
-    write_text_atomically(path, json.dumps({"step": int(step), "tasks": scores}, indent=1,
-                                           sort_keys=True) + "\n")
-    for task in data.objective:
-        metrics = scores[task.name]
-        shown = HEADLINES.get(task.name, CLASSIFICATION_HEADLINES)
-        log(f"test {task.name} ({len(task.test.sequences):,} users): "
-            + "  ".join(f"{name} {metrics[name]:.4f}" for name in shown if name in metrics))
+    write_text_atomically(path, json.dumps({"step": int(step), "tasks": scores, "validation": validation},
+                                           indent=1, sort_keys=True) + "\n")
+    for split, split_scores in (("validation", validation), ("test", scores)):
+        for task in data.objective:
+            metrics = split_scores[task.name]
+            shown = HEADLINES.get(task.name, CLASSIFICATION_HEADLINES)
+            log(f"{split} {task.name} ({len(getattr(task, split).sequences):,} users): "
+                + "  ".join(f"{name} {metrics[name]:.4f}" for name in shown if name in metrics))
     log(f"task scores in {path}")
     return path
