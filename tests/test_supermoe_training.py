@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
+from killed_runs import train_until_killed
 from main import inference
 from main import train as train_entry_point
 from util.cli import run_cli
@@ -158,6 +159,20 @@ def test_a_rerun_resumes_and_the_same_seed_gives_the_same_losses(finished_run, t
                                         "--max_steps=4", "--snapshot=4")
     assert status == 0
     assert losses(again) == pytest.approx(losses(stdout), rel=1e-5)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tables, tmp_path, capsys):
+    run = str(tmp_path / "killed")
+    flags = [f"--tables={tables}", TASKS, f"--checkpoint_dir={run}", "--snapshot=5", "--log_every=50"]
+    killed_at = train_until_killed([*TINY, *flags, "--max_steps=3000"], run, kill_at_step=10)
+    assert 10 <= killed_at < 3000, "no second checkpoint was recorded before the kill"
+
+    status, stdout, stderr = train_in_process(capsys, *flags, f"--max_steps={killed_at + 5}")
+    assert status == 0, stderr
+    assert f"(step {killed_at})" in stdout
+    assert os.path.exists(os.path.join(run, f"ckpt-{killed_at + 5}.index"))
+    with open(os.path.join(run, f"task_scores-step-{killed_at + 5}.json"), encoding="utf-8") as handle:
+        assert sorted(json.load(handle)["tasks"]) == ["age_group", "next_item", "segment"]
 
 
 def test_without_task_indicators_there_is_no_task_embedding(tables, tmp_path, capsys):

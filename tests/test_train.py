@@ -3,15 +3,14 @@
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from main import train as train_entry_point
+from killed_runs import train_until_killed
 from test_loader import write_parquet_table
 from util.cli import run_cli
 
@@ -110,39 +109,11 @@ def test_rerun_resumes_and_changed_architecture_is_refused(tables, tmp_path, cap
     assert os.path.exists(os.path.join(checkpoint_dir, "ckpt-2.index"))
 
 
-def recorded_step(checkpoint_dir):
-    """The step of the checkpoint the run folder's state file names (0 if none yet).
-
-    The ``.index`` file appears before the state file is updated, so only the state file
-    says which checkpoint a restart will use.
-    """
-    match = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', _read(
-        os.path.join(checkpoint_dir, "checkpoint")), re.MULTILINE)
-    return int(match.group(1)) if match else 0
-
-
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except OSError:
-        return ""
-
-
 def test_killed_run_continues_from_its_last_checkpoint(tables, tmp_path, capsys):
     checkpoint_dir = str(tmp_path / "run")
     flags = [f"--tables={tables}", f"--checkpoint_dir={checkpoint_dir}", "--max_steps=3000",
              "--snapshot=10", "--log_every=50"]
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    process = subprocess.Popen([sys.executable, "main/train.py", *TINY, *flags], cwd=REPO,
-                               env=environment, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and recorded_step(checkpoint_dir) < 20:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_at = recorded_step(checkpoint_dir)
+    killed_at = train_until_killed([*TINY, *flags], checkpoint_dir, kill_at_step=20)
     assert 20 <= killed_at < 3000, "no second checkpoint was recorded before the kill"
     # The rerun only has to show it resumes where the kill left off and carries
     # on; running it to step 3000 (300 snapshots) made this the slowest test.
