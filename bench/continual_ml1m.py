@@ -59,7 +59,7 @@ METHODS = ("conure", "teracon", "teracon_paper_share", "teracon_no_retention",
            "sequential_fineall", "peterrec", "independent_fineall")
 # Methods a run learns only when --methods names them.
 EXTRA_METHODS = ("teracon_all_item_labels", "teracon_strong_retention",
-                 "teracon_retention_half_batch", "teracon_served_scale")
+                 "teracon_retention_half_batch", "teracon_served_scale", "teracon_every_position")
 # Bench methods that are main/continual.py methods with other flags: the ablations.
 CONTINUAL_VARIANTS = {
     # The paper's share of the batch alone (about one user of 128 on this data).
@@ -72,6 +72,8 @@ CONTINUAL_VARIANTS = {
     "teracon_retention_half_batch": ("teracon", ["--retention_min_share=0.5"]),
     # The old tasks' student outputs at s_max (as they are served), not at the step's scale.
     "teracon_served_scale": ("teracon", ["--retention_scale=served"]),
+    # T1's head retained at every position of the history, as it was trained, not the newest only.
+    "teracon_every_position": ("teracon", ["--retention_positions=all"]),
 }
 # What each TERACON variant changes, and the row it is compared with in the goals section.
 TERACON_DIAGNOSTICS = {
@@ -84,6 +86,8 @@ TERACON_DIAGNOSTICS = {
                                      "not 25%", "teracon"),
     "teracon_served_scale": ("old tasks retained at s_max, as they are served, not at the "
                              "step's annealed scale", "teracon"),
+    "teracon_every_position": ("T1's next-item head retained at every position of the history, "
+                               "not at the newest item only", "teracon"),
 }
 CONTINUAL_METHODS = ("conure", "teracon", "sequential_fineall", *CONTINUAL_VARIANTS)
 # Methods that retrain task 1 on its own objective (--first_task_epochs) before task 2.

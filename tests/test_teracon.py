@@ -24,6 +24,7 @@ from model.continual.continual_state import task_model
 from model.continual.knowledge_retention import (
     KnowledgeRetention,
     matched_outputs,
+    mean_squared_difference,
     retained_users,
     sampling_ratio,
 )
@@ -157,6 +158,20 @@ def test_bounded_pseudo_labels_are_the_teachers_top_k():
     np.testing.assert_array_equal(everything.numpy(), student.numpy())
 
 
+def test_every_position_pseudo_labels_take_each_positions_top_k_and_skip_padding():
+    teacher = tf.constant([[[0.0, 0.0, 0.0], [0.1, 5.0, 3.0]], [[4.0, 1.0, 2.0], [1.0, 0.0, 9.0]]])
+    student = tf.constant([[[7.0, 7.0, 7.0], [1.0, 2.0, 3.0]], [[4.0, 1.0, 2.0], [1.0, 0.0, 9.0]]])
+    matched_student, matched_teacher = matched_outputs(student, teacher, top_k=2)
+    np.testing.assert_array_equal(matched_teacher.numpy()[0, 1], [5.0, 3.0])
+    np.testing.assert_array_equal(matched_student.numpy()[0, 1], [2.0, 3.0])
+    # User 1's first position is left padding: its (large) difference does not count.
+    real = tf.constant([[False, True], [True, True]])
+    expected = ((2.0 - 5.0) ** 2 + 0.0) / (3 * 2)  # one moved pair over 3 real positions x 2 outputs
+    assert float(mean_squared_difference(matched_student, matched_teacher, real)) == pytest.approx(expected)
+    empty = tf.zeros([0, 2, 2])
+    assert float(mean_squared_difference(empty, empty, tf.zeros([0, 2], tf.bool))) == 0.0
+
+
 # -- the folder, as a user runs it --------------------------------------------------------------
 
 def _learn(*argv):
@@ -177,9 +192,9 @@ def folder(tiny_nextitnet, tmp_path_factory):
                   "--task=segment", *TINY_TASK) == 0
     learned = {name: _outputs(model_dir, name, items) for name in ("next_item", "segment")}
     heads_after_two = read_folder_state(model_dir, read_continual_manifest(model_dir)).heads
-    # The third task compares old tasks at the served scale (--retention_scale).
+    # The third task compares old tasks at the served scale (--retention_scale), T1 at every position.
     assert _learn(f"--model_dir={model_dir}", "--task=age_group", "--retention_scale=served",
-                  "--retention_min_share=0.5", *TINY_TASK) == 0
+                  "--retention_min_share=0.5", "--retention_positions=all", *TINY_TASK) == 0
     return {"root": root, "run": run, "tables": tables, "items": items, "dir": model_dir,
             "learned": learned, "heads_after_two": heads_after_two}
 
@@ -209,6 +224,7 @@ def test_each_task_records_the_mask_scale_its_retention_compared_at(folder):
     assert [entry["description"]["retention_scale"] for entry in entries[1:]] == [
         "annealed", "served"]
     assert [entry["description"]["retention_min_share"] for entry in entries[1:]] == [0.25, 0.5]
+    assert [entry["description"]["retention_positions"] for entry in entries[1:]] == ["newest", "all"]
 
 
 def test_every_weight_trains_old_heads_included(folder):
@@ -231,14 +247,15 @@ def test_each_added_task_stores_its_tables_growth_and_its_head_only(folder):
         assert entries[index - 1]["stored_parameters"] == growth + head
 
 
-def test_retention_is_zero_right_after_a_task_is_added_and_pulls_back_a_moved_model(folder):
+@pytest.mark.parametrize("positions", ["newest", "all"])
+def test_retention_is_zero_right_after_a_task_is_added_and_pulls_back_a_moved_model(folder, positions):
     state = read_folder_state(folder["dir"], read_continual_manifest(folder["dir"]))
     items = folder["items"][:64]
     new_description = dict(state.description(3), task_index=4, name="probe")
     student = task_model(state, 4, items[:2], new_description)
     teacher = task_model(state, 3, items[:2])
     earlier = old_tasks(state, 4, student.dim)
-    retention = KnowledgeRetention(student, teacher, earlier, 4, top_k=10)
+    retention = KnowledgeRetention(student, teacher, earlier, 4, top_k=10, positions=positions)
 
     def retained():
         tf.random.set_seed(7)  # the same users sampled on every call

@@ -9,6 +9,7 @@ from main.flags.common import (
     add_strategy_flag,
     add_task_users_flags,
 )
+from model.continual.knowledge_retention import RETENTION_POSITIONS
 from model.layers.task_embedding_mask_adapter import DEFAULT_S_MAX
 from model.methods.conure import DEFAULT_PRUNE_RATIO
 from model.methods.teracon import (DEFAULT_RETENTION_MIN_SHARE, DEFAULT_RETENTION_TOP_K,
@@ -107,6 +108,10 @@ def continual_flag_parser():
                          help="mask scale the retention loss compares old tasks at: annealed "
                               "(the step's, as the paper) or served (--s_max, the scale old "
                               "tasks are served and scored at)")
+    teracon.add_argument("--retention_positions", choices=RETENTION_POSITIONS, default="newest",
+                         help="where T1's next-item head is retained: newest (its output at the "
+                              "newest item, as the paper) or all (at every position of the "
+                              "history, as T1 was trained)")
 
     optimisation = parser.add_argument_group("optimisation (tasks 2, 3, ...)")
     add_optimisation_flags(optimisation, batch_help="GLOBAL batch size, users per step")

@@ -31,6 +31,11 @@ Two differences from the official code, both stated in the issue's note:
   best-scored items per user, not on every item's logit ([batch, k] rather
   than [batch, items] per old task); ``top_k=0`` matches every output, as
   the original does. Classification heads always match every class.
+
+One option beyond the paper: ``positions="all"`` (``--retention_positions``)
+matches T1's next-item head at every position of the history, as T1 was
+trained, instead of at the newest one only; other heads read one position
+either way. Its MSE averages over the real (unpadded) positions.
 """
 
 import dataclasses
@@ -41,6 +46,8 @@ from model.layers.task_embedding_mask_adapter import mask_adapters, running_as
 
 # TERACON's sharpness of the mask similarity (sigmoid(6 cos)).
 SIMILARITY_SHARPNESS = 6.0
+# Where a head with outputs at every position (T1's) is matched: at the newest item, or at every one.
+RETENTION_POSITIONS = ("newest", "all")
 
 
 @dataclasses.dataclass
@@ -81,11 +88,29 @@ def retained_users(users, ratio, min_share=0.0):
 
 
 def matched_outputs(student, teacher, top_k):
-    """(student, teacher) [batch, k] outputs to compare: the teacher's top ``top_k``, or all."""
+    """(student, teacher) [..., k] outputs to compare: the teacher's top ``top_k`` of the last axis, or all.
+
+    Args:
+        student, teacher: float32 [batch, outputs] or [batch, positions, outputs].
+    """
     if top_k <= 0 or teacher.shape[-1] is None or teacher.shape[-1] <= top_k:
         return student, teacher
     best = tf.math.top_k(teacher, k=top_k).indices
-    return (tf.gather(student, best, batch_dims=1), tf.gather(teacher, best, batch_dims=1))
+    leading = len(teacher.shape) - 1
+    return (tf.gather(student, best, batch_dims=leading), tf.gather(teacher, best, batch_dims=leading))
+
+
+def mean_squared_difference(outputs, targets, real=None):
+    """The MSE of [batch, (positions,) k] outputs, over the ``real`` bool [batch, positions] positions if given.
+
+    An empty share (a replica's part of a short batch) gives 0, not NaN.
+    """
+    squared = tf.square(outputs - targets)
+    if real is None:
+        return tf.math.divide_no_nan(tf.reduce_sum(squared), tf.cast(tf.size(squared), tf.float32))
+    weights = tf.cast(real, tf.float32)[..., None]
+    count = tf.reduce_sum(weights) * tf.cast(tf.shape(squared)[-1], tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(squared * weights), count)
 
 
 class KnowledgeRetention:
@@ -98,15 +123,26 @@ class KnowledgeRetention:
         new_task: the new task's 1-based index.
         top_k: item heads are matched on the teacher's top ``top_k`` items; 0: on all.
         min_share: the least share of the batch each old task is retained on.
+        positions: ``"newest"`` or ``"all"``: where a head with outputs at
+            every position (T1's next-item head) is matched.
     """
 
-    def __init__(self, student, teacher, old_tasks, new_task, top_k, min_share=0.0):
+    def __init__(self, student, teacher, old_tasks, new_task, top_k, min_share=0.0, positions="newest"):
+        if positions not in RETENTION_POSITIONS:
+            raise ValueError(f"positions must be one of {RETENTION_POSITIONS}, got {positions!r}")
         self.student = student
         self.teacher = teacher
         self.old_tasks = list(old_tasks)
         self.new_task = int(new_task)
         self.top_k = int(top_k)
         self.min_share = float(min_share)
+        self.positions = positions
+
+    def _outputs(self, model, old, head, subset, training):
+        """(outputs, real positions or None) of ``head`` on ``subset`` as this retention matches them."""
+        if self.positions == "all" and hasattr(old.kind, "head_outputs_at_every_position"):
+            return old.kind.head_outputs_at_every_position(model, head, subset, training=training)
+        return old.kind.head_outputs(model, head, subset, training=training), None
 
     def loss(self, items, scale):
         """The scalar retention loss of one replica's batch.
@@ -131,15 +167,10 @@ class KnowledgeRetention:
             chosen = tf.random.shuffle(tf.range(users))[:count]
             subset = tf.gather(items, chosen)
             with running_as(self.teacher.encoder, old.index, scale):
-                targets = tf.stop_gradient(old.kind.head_outputs(
-                    self.teacher, old.teacher_head, subset, training=False))
+                targets, real = self._outputs(self.teacher, old, old.teacher_head, subset, False)
+                targets = tf.stop_gradient(targets)
             with running_as(self.student.encoder, old.index, scale):
-                outputs = old.kind.head_outputs(self.student, old.student_head, subset,
-                                                training=True)
+                outputs, _ = self._outputs(self.student, old, old.student_head, subset, True)
             outputs, targets = matched_outputs(outputs, targets, self.top_k)
-            # No NaN from a replica's empty share of a short batch: its mean is 0.
-            squared = tf.square(outputs - targets)
-            mean = tf.math.divide_no_nan(tf.reduce_sum(squared),
-                                         tf.cast(tf.size(squared), tf.float32))
-            total = total + weights[position] * mean
+            total = total + weights[position] * mean_squared_difference(outputs, targets, real)
         return total, ratios

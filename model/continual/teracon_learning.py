@@ -82,11 +82,13 @@ def learn_task(model, state, task, method, description, strategy, settings, log=
             earlier = old_tasks(state, index, model.dim)
         retention = KnowledgeRetention(model, teacher, earlier, index,
                                        description["retention_top_k"],
-                                       description.get("retention_min_share", 0.0))
+                                       description.get("retention_min_share", 0.0),
+                                       description.get("retention_positions", "newest"))
         log(f"knowledge retention of tasks 1..{index - 1} (weight {weight}, item heads matched "
             f"on the teacher's top {description['retention_top_k'] or 'every'} items, at the "
             f"{description.get('retention_scale', 'annealed')} mask scale, on at least "
-            f"{description.get('retention_min_share', 0.0):.0%} of each batch)")
+            f"{description.get('retention_min_share', 0.0):.0%} of each batch; T1 at "
+            f"{'every position' if description.get('retention_positions') == 'all' else 'the newest item'})")
     make_trainer = functools.partial(_trainer, model, task, method, strategy, settings, index,
                                      description["s_max"], retention, weight,
                                      description.get("retention_scale", "annealed"))

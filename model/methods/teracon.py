@@ -49,5 +49,6 @@ class Teracon(Method):
         return {"patch": "none", "retention_weight": float(settings.retention_weight),
                 "retention_top_k": int(settings.retention_top_k),
                 "retention_scale": str(getattr(settings, "retention_scale", "annealed")),
+                "retention_positions": str(getattr(settings, "retention_positions", "newest")),
                 "retention_min_share": float(getattr(settings, "retention_min_share",
                                                      DEFAULT_RETENTION_MIN_SHARE))}

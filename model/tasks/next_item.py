@@ -116,6 +116,20 @@ class NextItemTask(Task):
         hidden = model.encoder(left_pad(items), training=training)[:, -1, :]
         return tf.cast(head(hidden), tf.float32)
 
+    @classmethod
+    def head_outputs_at_every_position(cls, model, head, items, training=False):
+        """The head at every position, as next-item pretraining trained it.
+
+        Args:
+            items: tf.RaggedTensor [batch, (length)] of item ids.
+        Returns:
+            (float32 [batch, max_length, num_item_ids] logits, bool [batch, max_length]
+            True at real items; left padding is False).
+        """
+        padded = left_pad(items)
+        hidden = model.encoder(padded, training=training)
+        return tf.cast(head(hidden), tf.float32), padded > 0
+
 
 def last_item_states(model, items):
     """float32 [num_users, dim]: the encoder's state at each user's newest item (inference mode)."""
