@@ -21,9 +21,9 @@ every 0.2 s from /proc: all of it, and the JVM's part (Spark's driver, which in
 local mode runs the executors too). No build may run past ``--max_minutes``:
 one that does is stopped. One is not even started when the same engine's
 previous scale, scaled linearly, says it would take over 3x that long (the
-linear estimate overshoots a lot: Spark's start-up and per-stage costs, about
-three minutes on two busy cores, do not grow with the log); the report says
-which were skipped and why.
+linear estimate overshoots a lot: Spark's start-up and per-stage costs, half
+a minute on two idle cores and some minutes on busy ones, do not grow with
+the log); the report says which were skipped and why.
 """
 
 import argparse
