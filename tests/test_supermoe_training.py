@@ -164,8 +164,8 @@ def test_a_rerun_resumes_and_the_same_seed_gives_the_same_losses(finished_run, t
 def test_a_killed_run_resumes_from_its_last_checkpoint(tables, tmp_path, capsys):
     run = str(tmp_path / "killed")
     flags = [f"--tables={tables}", TASKS, f"--checkpoint_dir={run}", "--snapshot=5", "--log_every=50"]
-    killed_at = train_until_killed([*TINY, *flags, "--max_steps=3000"], run, kill_at_step=10)
-    assert 10 <= killed_at < 3000, "no second checkpoint was recorded before the kill"
+    killed_at = train_until_killed([*TINY, *flags, "--max_steps=3000"], run, kill_at_step=5)
+    assert 5 <= killed_at < 3000, "no checkpoint was recorded before the kill"
 
     status, stdout, stderr = train_in_process(capsys, *flags, f"--max_steps={killed_at + 5}")
     assert status == 0, stderr
