@@ -49,7 +49,6 @@ CV_FOLDS = 5
 MAX_CLASSES = 200
 MAJORITY = "majority"
 TFIDF = "tfidf_logistic"
-LSA_PREFIX = "lsa_"
 MLP_HIDDEN_UNITS = (256,)
 MLP_VALIDATION_FRACTION = 0.1
 
@@ -258,6 +257,11 @@ def tfidf_baseline(counts_train, y_train, counts_test, y_test, *, c_grid=DEFAULT
     return _select_fit_score(estimator, "logisticregression__C", list(c_grid), c_grid,
                              counts_train, y_train, counts_test, y_test,
                              method="tfidf+logistic", seed=seed, folds=folds)
+
+
+def lsa_row(dim):
+    """The report's row name of LSA vectors of width ``dim``: ``lsa_<dim>``."""
+    return f"lsa_{dim}"
 
 
 def lsa_vectors(counts, dim, seed=0):

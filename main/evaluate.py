@@ -132,7 +132,7 @@ def _read_labels(args):
 def _read_vectors(args):
     """{row name: UserVectors}, the model under test first."""
     sources = {args.name: args.vectors, **dict(args.baseline_vectors)}
-    reserved = {probes.MAJORITY, probes.TFIDF} | ({f"{probes.LSA_PREFIX}{args.lsa_dim}"} if args.lsa_dim else set())
+    reserved = {probes.MAJORITY, probes.TFIDF} | ({probes.lsa_row(args.lsa_dim)} if args.lsa_dim else set())
     if len(sources) != 1 + len(args.baseline_vectors) or set(sources) & reserved:
         raise UserInputError(
             f"--name and --baseline_vectors names must be distinct and not one of the baselines' "
@@ -170,7 +170,7 @@ def _probe_tasks(args, tasks, ids, is_test, labels, vectors, bag):
     counts = None if bag is None else bag.counts[probes.rows_of(bag.ids, ids)]
     if args.lsa_dim:
         print(f"fitting LSA-{args.lsa_dim} on {counts.shape[0]} users' bags of words", file=sys.stderr)
-        features[f"{probes.LSA_PREFIX}{args.lsa_dim}"] = probes.lsa_vectors(counts, args.lsa_dim, args.seed)
+        features[probes.lsa_row(args.lsa_dim)] = probes.lsa_vectors(counts, args.lsa_dim, args.seed)
     folds = probes.CV_FOLDS if len(args.C) > 1 else 1
     results = []
     for task in tasks:
@@ -206,8 +206,8 @@ def _build(results, args, labels, vectors, bag, users, notes):
         "labels": labels.source,
         "inputs": {name: data.source for name, data in vectors.items()} | (
             {probes.TFIDF: bag.source} if bag is not None else {}) | (
-            {f"{probes.LSA_PREFIX}{args.lsa_dim}": f"TF-IDF of {bag.source} reduced by TruncatedSVD to "
-                                                  f"{args.lsa_dim} dimensions"} if args.lsa_dim else {}),
+            {probes.lsa_row(args.lsa_dim): f"TF-IDF of {bag.source} reduced by TruncatedSVD to "
+                                           f"{args.lsa_dim} dimensions"} if args.lsa_dim else {}),
         "users": users,
         "notes": notes,
     }
