@@ -302,3 +302,36 @@ def test_each_router_routes_by_its_own_kernel():
     assert second["expert_load"].numpy()[3] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="`router` should be in"):
         moe(tokens, router=2)
+
+
+def test_each_thread_of_a_task_view_keeps_its_own_routing_statistics():
+    # MirroredStrategy runs each replica's step in its own thread: a shared list would hand one
+    # replica's router losses to the other, whose tape cannot differentiate them.
+    import threading
+
+    from model.supermoe.multi_task_model import SupermoeModel
+
+    model = SupermoeModel(num_item_ids=20, dim=8, num_blocks=1, num_heads=2, num_experts=2,
+                          experts_per_token=1, tasks=[{"name": "next_item",
+                                                       "task_kind": "next_item"}])
+    model.build()
+    view = model.task_view(0)
+    items = tf.constant([[0, 3, 4], [5, 6, 7]])
+    seen = {}
+
+    def replica(name, calls):
+        view.statistics.clear()
+        for _ in range(calls):
+            view.encoder(items, training=True)
+        seen[name] = len(view.statistics)
+
+    threads = [threading.Thread(target=replica, args=(name, calls))
+               for name, calls in (("first", 1), ("second", 3))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    view.encoder(items, training=False)
+
+    assert seen == {"first": 1, "second": 3}
+    assert view.statistics == []  # this thread trained nothing; inference keeps none

@@ -146,6 +146,19 @@ def test_tensorboard_shows_each_tasks_loss_and_each_experts_load(finished_run):
     assert {f"router/expert_load/block_0/expert_{e}" for e in range(4)} <= names
 
 
+def test_equal_gradient_norm_logs_each_tasks_shared_gradient_norm(tables, tmp_path, capsys):
+    run = str(tmp_path / "balanced")
+    status, stdout, err = train_in_process(capsys, f"--tables={tables}", TASKS,
+                                           "--task_balance=equal_gradient_norm",
+                                           "--task_weights=1,0.5,0.5",
+                                           f"--checkpoint_dir={run}", "--max_steps=3",
+                                           "--snapshot=3")
+    assert status == 0, err
+    assert sorted(losses(stdout)) == [1, 2, 3]
+    assert {"task_gradient_norm/next_item", "task_gradient_norm/segment",
+            "task_gradient_norm/age_group"} <= scalar_names(run)
+
+
 def test_a_rerun_resumes_and_the_same_seed_gives_the_same_losses(finished_run, tables, tmp_path,
                                                                  capsys):
     run, stdout = finished_run
@@ -206,10 +219,13 @@ def test_per_task_routers_give_each_task_its_own_router_kernel(tables, tmp_path,
     assert tuple(model.encoder.blocks[0].experts.router_kernel.shape) == (3, 8, 4)
 
 
-def test_mirrored_on_two_cpu_replicas_matches_the_default_strategy(tables, tmp_path):
-    # No auxiliary losses and room for every token: replicas then add up to the same step.
+@pytest.mark.parametrize("balance", ["loss_weights", "equal_gradient_norm"])
+def test_mirrored_on_two_cpu_replicas_matches_the_default_strategy(balance, tables, tmp_path):
+    # No auxiliary losses and room for every token: replicas then add up to the same step
+    # (with equal_gradient_norm, each task's norm is that of its replica-summed gradient).
     common = [*TINY, f"--tables={tables}", TASKS, "--max_steps=3", "--snapshot=3",
-              "--load_balancing_weight=0", "--router_z_weight=0", "--capacity_factor=8"]
+              "--load_balancing_weight=0", "--router_z_weight=0", "--capacity_factor=8",
+              f"--task_balance={balance}"]
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     results = {}
     for name, extra in (("one", ["--strategy=default"]),
@@ -234,6 +250,7 @@ def test_mirrored_on_two_cpu_replicas_matches_the_default_strategy(tables, tmp_p
     (["--tasks=next_item,next_item"], "--tasks names next_item more than once"),
     (["--tasks=next_item,salary"], "no column 'salary'"),
     (["--capacity_factor=0"], "--capacity_factor"),
+    (["--task_balance=gradnorm"], "--task_balance: invalid choice: 'gradnorm'"),
 ])
 def test_bad_flags_stop_with_one_line_and_write_nothing(flags, message, tables, tmp_path, capsys):
     run = tmp_path / "run"

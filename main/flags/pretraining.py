@@ -16,6 +16,7 @@ from main.flags.common import (
 )
 from model import registry
 from model.sumn.pooling import POOLING_STRATEGIES
+from model.supermoe.task_gradient_balance import TASK_BALANCES
 from model.training.training_log import DEFAULT_PROGRESS_SECONDS
 from util.flag_types import (
     boolean,
@@ -131,6 +132,11 @@ def training_flag_parser():
     moe.add_argument("--task_weights", default="",
                      help="each task's loss weight, comma-separated in --tasks order; "
                           "empty: 1 each")
+    moe.add_argument("--task_balance", choices=TASK_BALANCES, default="loss_weights",
+                     help="loss_weights: minimise the --task_weights-weighted sum of the task "
+                          "losses; equal_gradient_norm: rescale each task's gradient on the "
+                          "shared weights to the tasks' mean norm every step (GradNorm's "
+                          "balance point), --task_weights then being each task's share")
     moe.add_argument("--task_indicator", type=boolean, default=True,
                      help="1: a learned task embedding conditions every router and marks the "
                           "CLS token a task reads its user at; 0: tasks share routing and "

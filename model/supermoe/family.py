@@ -76,7 +76,7 @@ def make_multi_task_trainer(model, optimizer, strategy, settings, data):
     return MultiTaskTrainer(
         model, optimizer, strategy, data.objective,
         task_weights(settings, len(data.objective)), settings.load_balancing_weight,
-        settings.router_z_weight, settings.max_grad_norm)
+        settings.router_z_weight, settings.max_grad_norm, settings.task_balance)
 
 
 def _settings_problem(settings):

@@ -34,6 +34,7 @@ tasks train and score with their own unchanged code.
 """
 
 import functools
+import threading
 
 import keras
 import tensorflow as tf
@@ -52,7 +53,10 @@ class TaskView:
 
     The routing statistics of every training call made through the view are
     appended to ``statistics`` (the trainer clears and reads them within one
-    traced step); inference calls keep none.
+    traced step); inference calls keep none. The list is per thread:
+    MirroredStrategy runs each replica's step in its own thread, and a list
+    shared between them would hand one replica's router losses to another
+    (whose tape cannot differentiate them).
     """
 
     def __init__(self, model, index):
@@ -62,8 +66,15 @@ class TaskView:
         self.name = self.description["name"]
         self.head = model.heads[index]
         self.dim = model.dim
-        self.statistics = []
+        self._per_thread = threading.local()
         self.inputs_for = functools.partial(append_cls, causal=True)
+
+    @property
+    def statistics(self):
+        """The routing statistics of this thread's (this replica's) training calls, a list."""
+        if not hasattr(self._per_thread, "statistics"):
+            self._per_thread.statistics = []
+        return self._per_thread.statistics
 
     def encoder(self, item_ids, training=False):
         """[batch, length] item ids -> [batch, length, dim] states, run as this task."""

@@ -39,6 +39,19 @@ def merge_repeated_rows(gradient):
     return tf.IndexedSlices(values, indices, gradient.dense_shape)
 
 
+def sum_over_replicas(gradients):
+    """The replicas' ``gradients`` (a list without None) summed; each IndexedSlices row once.
+
+    Rows are merged on one replica too: an embedding's gradient lists one row
+    per lookup, and the global norm (clipping, the logged gradient_norm) must
+    be that of the summed rows, whatever the number of replicas.
+    """
+    replica = tf.distribute.get_replica_context()
+    if replica.num_replicas_in_sync > 1 and gradients:
+        gradients = replica.all_reduce(tf.distribute.ReduceOp.SUM, list(gradients))
+    return [merge_repeated_rows(g) for g in gradients]
+
+
 def global_count(count):
     """The sum of a per-replica count over replicas, at least 1 (an empty replica slice divides safely)."""
     replica = tf.distribute.get_replica_context()
@@ -92,11 +105,11 @@ class DistributedTrainer(abc.ABC):
         norm of the SUMMED gradient we sum first, clip, and hand each replica
         1/n of the result so the optimizer's own sum restores it.
         """
-        replica = tf.distribute.get_replica_context()
-        replicas = replica.num_replicas_in_sync
-        if replicas > 1:
-            gradients = replica.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-            gradients = [merge_repeated_rows(g) for g in gradients]
+        return self._clip_and_share(sum_over_replicas(gradients))
+
+    def _clip_and_share(self, gradients):
+        """Clips replica-summed ``gradients`` to ``max_grad_norm``; returns (each replica's share, norm)."""
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         if self.max_grad_norm > 0:
             gradients, gradient_norm = tf.clip_by_global_norm(gradients, self.max_grad_norm)
         else:
