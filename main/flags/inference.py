@@ -34,11 +34,13 @@ def inference_flag_parser():
     run.add_argument("--hop", type=int, default=0,
                      help="which hop's vector to write, 1-based; 0 is the last hop (default: 0)")
 
-    continual = parser.add_argument_group("continual folder (main/continual.py)")
+    continual = parser.add_argument_group(
+        "task folders (main/continual.py, or main/train.py --model=supermoe)")
     continual.add_argument("--task", default="",
-                           help="with a continual model folder as --checkpoint_dir: the learned "
-                                "task to serve; writes each user's vector and the task's "
-                                "prediction (class, or top items)")
+                           help="with a continual model folder or a SUPERMOE run as "
+                                "--checkpoint_dir: the learned task to serve (a SUPERMOE run: "
+                                "empty serves its first task); writes each user's vector and "
+                                "the task's prediction (class, or top items)")
     continual.add_argument("--top_k", type=positive_int, default=10,
                            help="item tasks: items recommended per user (default: 10)")
 
