@@ -2,6 +2,7 @@
 
     python bench/supermoe_ml1m.py                        # one seed, every configuration
     python bench/supermoe_ml1m.py --seeds=0,1,2 --steps=800
+    python bench/supermoe_ml1m.py --seeds=0,1,2 --reuse_runs   # finish one that was stopped
 
 Every row is ``main/train.py --model=supermoe`` with other flags, trained on
 the canonical split (``user_id % 5 == 0`` is a test user, whose labels never
@@ -40,7 +41,8 @@ import os
 import statistics
 import sys
 
-from common import REPO_ROOT, run_command, run_description, write_markdown_report
+from common import (REPO_ROOT, command_line, run_command, run_description,
+                    write_markdown_report)
 
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "ml-1m"))
 TASKS = ("next_item", "gender", "age", "occupation")
@@ -83,6 +85,12 @@ def parse_flags(argv=None):
     parser.add_argument("--task_balance", default="loss_weights",
                         choices=("loss_weights", "equal_gradient_norm"),
                         help="the multi-task rows' --task_balance")
+    parser.add_argument("--reuse_runs", action="store_true",
+                        help="read a run folder that already holds its final task scores from "
+                             "the same flags (as its model_arch.json records them) instead of "
+                             "training it again; its seconds are the folder's own (model_arch.json "
+                             "to task scores), and tables already in --work_dir are kept: "
+                             "finish an interrupted bench, or add seeds")
     parser.add_argument("--rows", default="single-task," + ",".join(MULTI_TASK_ROWS),
                         help="comma-separated rows to run")
     flags = parser.parse_args(argv)
@@ -95,21 +103,60 @@ def parse_flags(argv=None):
     return flags
 
 
+def _same_value(recorded, given):
+    """Whether a model_arch.json value is the one a flag string gives."""
+    if isinstance(recorded, bool):
+        return recorded == (given.lower() in ("1", "true", "yes", "on"))
+    if isinstance(recorded, (int, float)):
+        try:
+            return math.isclose(float(recorded), float(given))
+        except ValueError:
+            return False
+    return str(recorded) == given
+
+
+def finished_with_the_same_flags(run, command, steps):
+    """True where ``run`` holds ``task_scores-step-<steps>.json`` and its model_arch.json
+    records every ``--flag=value`` of ``command`` with that value (the paths aside)."""
+    scores = os.path.join(run, f"task_scores-step-{steps}.json")
+    arch_path = os.path.join(run, "model_arch.json")
+    if not (os.path.exists(scores) and os.path.exists(arch_path)):
+        return False
+    with open(arch_path, encoding="utf-8") as handle:
+        arch = json.load(handle)
+    for flag in command:
+        if not flag.startswith("--") or "=" not in flag:
+            continue
+        name, value = flag[2:].split("=", 1)
+        if name in ("tables", "labels", "checkpoint_dir"):
+            continue
+        if name not in arch or not _same_value(arch[name], value):
+            return False
+    return True
+
+
 def train(flags, tables, run, tasks, extra, seed, commands, seconds, stage):
-    """One main/train.py --model=supermoe run; returns its task scores."""
+    """One main/train.py --model=supermoe run (or, with --reuse_runs, its folder); returns its task scores."""
     extra = [flag.format(experts=flags.num_experts) for flag in extra]
-    seconds[stage], stdout = run_command(
-        [sys.executable, "main/train.py", "--model=supermoe", f"--tables={tables}",
+    command = [sys.executable, "main/train.py", "--model=supermoe", f"--tables={tables}",
          f"--labels={os.path.join(flags.data, 'users.dat')}", f"--tasks={','.join(tasks)}",
          f"--checkpoint_dir={run}", f"--max_steps={flags.steps}", f"--snapshot={flags.steps}",
          f"--batch_size={flags.batch_size}", f"--model_dim={flags.model_dim}",
          f"--num_blocks={flags.num_blocks}", f"--num_experts={flags.num_experts}",
          f"--max_items_per_user={flags.max_items_per_user}",
          f"--learning_rate={flags.learning_rate}", f"--seed={seed}", "--log_every=200",
-         "--overwrite", *extra], commands)
-    for line in stdout.splitlines():
-        if line.startswith("test "):
-            print("    " + line, flush=True)
+         "--overwrite", *extra]
+    scores_path = os.path.join(run, f"task_scores-step-{flags.steps}.json")
+    if flags.reuse_runs and finished_with_the_same_flags(run, command, flags.steps):
+        commands.append(command_line(command) + "  # reused")
+        seconds[stage + " (reused)"] = (os.path.getmtime(scores_path)
+                                        - os.path.getmtime(os.path.join(run, "model_arch.json")))
+        print(f"    reusing {run}", flush=True)
+    else:
+        seconds[stage], stdout = run_command(command, commands)
+        for line in stdout.splitlines():
+            if line.startswith("test "):
+                print("    " + line, flush=True)
     with open(os.path.join(run, f"task_scores-step-{flags.steps}.json"), encoding="utf-8") as handle:
         return json.load(handle)["tasks"]
 
@@ -160,11 +207,16 @@ def main(argv=None):
         sys.exit(f"MovieLens-1M is not at {flags.data}; pass --data")
     commands, seconds = [], {}
     tables = os.path.join(flags.work_dir, "tables")
-    print(f"building tables into {tables}", flush=True)
-    seconds["build tables"], _ = run_command(
-        [sys.executable, "main/build_tables.py", f"--movielens={flags.data}",
-         f"--output_dir={tables}", f"--max_items_per_user={flags.max_items_per_user}",
-         "--overwrite"], commands)
+    build = [sys.executable, "main/build_tables.py", f"--movielens={flags.data}",
+             f"--output_dir={tables}", f"--max_items_per_user={flags.max_items_per_user}",
+             "--overwrite"]
+    if flags.reuse_runs and os.path.exists(os.path.join(tables, "manifest.json")):
+        # The reused runs read these very tables (the build is deterministic).
+        print(f"reusing the tables in {tables}", flush=True)
+        commands.append(command_line(build) + "  # reused")
+    else:
+        print(f"building tables into {tables}", flush=True)
+        seconds["build tables"], _ = run_command(build, commands)
 
     # {row: {task: {metric: [value per seed]}}}
     scores = {}
