@@ -43,6 +43,7 @@ import sys
 
 from common import (REPO_ROOT, command_line, run_command, run_description,
                     write_markdown_report)
+from util.flag_types import boolean
 
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "ml-1m"))
 TASKS = ("next_item", "gender", "age", "occupation")
@@ -106,7 +107,10 @@ def parse_flags(argv=None):
 def _same_value(recorded, given):
     """Whether a model_arch.json value is the one a flag string gives."""
     if isinstance(recorded, bool):
-        return recorded == (given.lower() in ("1", "true", "yes", "on"))
+        try:
+            return recorded == boolean(given)
+        except argparse.ArgumentTypeError:
+            return False
     if isinstance(recorded, (int, float)):
         try:
             return math.isclose(float(recorded), float(given))
@@ -157,7 +161,7 @@ def train(flags, tables, run, tasks, extra, seed, commands, seconds, stage):
         for line in stdout.splitlines():
             if line.startswith("test "):
                 print("    " + line, flush=True)
-    with open(os.path.join(run, f"task_scores-step-{flags.steps}.json"), encoding="utf-8") as handle:
+    with open(scores_path, encoding="utf-8") as handle:
         return json.load(handle)["tasks"]
 
 
