@@ -29,6 +29,8 @@ CHECKPOINT_STATE_FILE = "checkpoint"
 CHECKPOINT_TEMP_SUFFIX = "_temp"
 TENSORBOARD_SUBDIR = "train"
 USER_VECTORS_SUBDIR = "user_vectors"
+# A multi-task run's scores of each task after training (model/supermoe/task_scores.py).
+TASK_SCORES_FILE = "task_scores-step-{step}.json"
 TASK_FILE = "task.json"
 TASK_PARAMS_PREFIX = "task-params"
 TASK_METRICS_FILE = "metrics.json"
@@ -78,7 +80,7 @@ TRAINING_RUN = FolderKind(
     markers=(RUN_CONFIG_FILE, CHECKPOINT_STATE_FILE),
     entries=(RUN_CONFIG_FILE, CHECKPOINT_STATE_FILE, f"{CHECKPOINT_NAME}-*.index",
              f"{CHECKPOINT_NAME}-*.data-*", f"{CHECKPOINT_NAME}-*{CHECKPOINT_TEMP_SUFFIX}",
-             TENSORBOARD_SUBDIR, USER_VECTORS_SUBDIR))
+             TENSORBOARD_SUBDIR, USER_VECTORS_SUBDIR, TASK_SCORES_FILE.format(step="*")))
 TASK_RUN = FolderKind(
     what="a task folder", written_by="main/finetune.py",
     markers=(TASK_FILE,),

@@ -174,6 +174,19 @@ def test_a_rerun_resumes_and_the_same_seed_gives_the_same_losses(finished_run, t
     assert losses(again) == pytest.approx(losses(stdout), rel=1e-5)
 
 
+def test_overwrite_starts_a_finished_run_again(tables, tmp_path, capsys):
+    # A finished run holds its task scores beside the checkpoints: still a folder train wrote.
+    run = str(tmp_path / "again")
+    flags = [f"--tables={tables}", TASKS, f"--checkpoint_dir={run}", "--max_steps=2", "--snapshot=2"]
+    status, _, err = train_in_process(capsys, *flags)
+    assert status == 0, err
+    assert os.path.exists(os.path.join(run, "task_scores-step-2.json"))
+
+    status, stdout, err = train_in_process(capsys, *flags, "--overwrite")
+    assert status == 0, err
+    assert "resuming" not in stdout and sorted(losses(stdout)) == [1, 2]
+
+
 def test_a_killed_run_resumes_from_its_last_checkpoint(tables, tmp_path, capsys):
     run = str(tmp_path / "killed")
     flags = [f"--tables={tables}", TASKS, f"--checkpoint_dir={run}", "--snapshot=5", "--log_every=50"]

@@ -15,6 +15,7 @@ file is ``task_scores-step-<N>.json``:
 import json
 import os
 
+from contracts import run_folder
 from util.atomic import write_text_atomically
 
 HEADLINES = {"next_item": ("hr@10_full", "ndcg@10_full")}
@@ -40,7 +41,7 @@ def write_task_scores(checkpoint_dir, step, model, data, log=print):
     """
     scores = score_tasks(model, data.objective)
     validation = score_tasks(model, data.objective, "validation")
-    path = os.path.join(checkpoint_dir, f"task_scores-step-{int(step)}.json")
+    path = os.path.join(checkpoint_dir, run_folder.TASK_SCORES_FILE.format(step=int(step)))
     write_text_atomically(path, json.dumps({"step": int(step), "tasks": scores, "validation": validation},
                                            indent=1, sort_keys=True) + "\n")
     for split, split_scores in (("validation", validation), ("test", scores)):
