@@ -128,15 +128,12 @@ def finished_with_the_same_flags(run, command, steps):
         return False
     with open(arch_path, encoding="utf-8") as handle:
         arch = json.load(handle)
-    for flag in command:
-        if not flag.startswith("--") or "=" not in flag:
-            continue
-        name, value = flag[2:].split("=", 1)
-        if name in ("tables", "labels", "checkpoint_dir"):
-            continue
-        if name not in arch or not _same_value(arch[name], value):
-            return False
-    return True
+    # The last of a repeated flag wins, as for argparse (the rows override --num_experts).
+    given = dict(flag[2:].split("=", 1) for flag in command
+                 if flag.startswith("--") and "=" in flag)
+    for name in ("tables", "labels", "checkpoint_dir"):
+        given.pop(name, None)
+    return all(name in arch and _same_value(arch[name], value) for name, value in given.items())
 
 
 def train(flags, tables, run, tasks, extra, seed, commands, seconds, stage):
