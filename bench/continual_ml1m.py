@@ -59,7 +59,8 @@ METHODS = ("conure", "teracon", "teracon_paper_share", "teracon_no_retention",
            "sequential_fineall", "peterrec", "independent_fineall")
 # Methods a run learns only when --methods names them.
 EXTRA_METHODS = ("teracon_all_item_labels", "teracon_strong_retention",
-                 "teracon_retention_half_batch", "teracon_served_scale", "teracon_every_position")
+                 "teracon_retention_half_batch", "teracon_served_scale", "teracon_every_position",
+                 "teracon_paper_learning_rate", "teracon_first_task_replay")
 # Bench methods that are main/continual.py methods with other flags: the ablations.
 CONTINUAL_VARIANTS = {
     # The paper's share of the batch alone (about one user of 128 on this data).
@@ -74,7 +75,14 @@ CONTINUAL_VARIANTS = {
     "teracon_served_scale": ("teracon", ["--retention_scale=served"]),
     # T1's head retained at every position of the history, as it was trained, not the newest only.
     "teracon_every_position": ("teracon", ["--retention_positions=all"]),
+    # The paper's schedule: T2 at the bench's rate (1e-3), tasks 3, 4, ... at LATER_TASK_FLAGS'.
+    "teracon_paper_learning_rate": ("teracon", []),
+    # Beyond the paper: T1 also trains on its own next-item loss over each batch's histories.
+    "teracon_first_task_replay": ("teracon", ["--first_task_replay_weight=0.5"]),
 }
+# Flags a variant adds from task 3 on (after the bench's own, so they win): the official
+# TERACON code trains T2 at 1e-3 and every later task at 1e-4 (../shared/SYSTEMS.md).
+LATER_TASK_FLAGS = {"teracon_paper_learning_rate": ["--learning_rate=1e-4"]}
 # What each TERACON variant changes, and the row it is compared with in the goals section.
 TERACON_DIAGNOSTICS = {
     "teracon_paper_share": ("the paper's share of the batch alone, no 25% floor", "teracon"),
@@ -88,6 +96,10 @@ TERACON_DIAGNOSTICS = {
                              "step's annealed scale", "teracon"),
     "teracon_every_position": ("T1's next-item head retained at every position of the history, "
                                "not at the newest item only", "teracon"),
+    "teracon_paper_learning_rate": ("the paper's learning rates, 1e-3 for T2 and 1e-4 for every "
+                                    "later task, not 1e-3 throughout", "teracon"),
+    "teracon_first_task_replay": ("T1 also trained on its own next-item loss over each batch's "
+                                  "histories (weight 0.5; beyond the paper)", "teracon"),
 }
 CONTINUAL_METHODS = ("conure", "teracon", "sequential_fineall", *CONTINUAL_VARIANTS)
 # Methods that retrain task 1 on its own objective (--first_task_epochs) before task 2.
@@ -174,10 +186,12 @@ def run_continual(flags, method, pretrained, tasks, commands, seconds):
         if index == 1 and os.path.exists(folder):
             shutil.rmtree(folder)  # the bench's own folder of an earlier run
         stage = f"{method} T{index} {task}"
+        later = LATER_TASK_FLAGS.get(method, []) if index >= 3 else []
         seconds[stage], stdout = run_command(
             [python, "main/continual.py", *start, f"--task={task}", *_labels(flags, task),
              f"--epochs={flags.epochs}", f"--retrain_epochs={flags.retrain_epochs}",
-             f"--first_task_epochs={first_epochs}", *_task_flags(flags), *extra], commands)
+             f"--first_task_epochs={first_epochs}", *_task_flags(flags), *extra, *later],
+            commands)
         print("  " + [line for line in stdout.splitlines() if "learned in" in line][-1],
               flush=True)
         scores_file = os.path.join(flags.work_dir, f"{method}-after-{index}.json")
@@ -387,8 +401,9 @@ def write_report(flags, tasks, results, commands, seconds):
         f"trains {flags.epochs + flags.retrain_epochs} epochs per task after T1 (Conure: "
         f"{flags.epochs} on the free weights + {flags.retrain_epochs} on the kept ones), batch "
         f"{flags.task_batch_size}, Adam {flags.task_learning_rate}; each phase keeps its best "
-        f"validation epoch. Conure retrains T1 on its kept 30% for {flags.first_task_epochs} "
-        f"epoch(s); the other methods' T1 is the pretrained model as it is.",
+        f"validation epoch. Conure retrains T1 on its kept 30% and TERACON through its "
+        f"task-1 masks, for {flags.first_task_epochs} epoch(s); the other methods' T1 is the "
+        f"pretrained model as it is.",
         f"R[i][j] (in points): task j's test score after task i was learned, as the method "
         f"serves it then; item tasks: full-ranking NDCG@10, profiles: {PROFILE_METRIC}. "
         f"BWT = mean over j < n of R[n][j] - R[j][j].",

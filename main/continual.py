@@ -122,7 +122,7 @@ def _learn_one(flags, state, method, task, strategy, sample, labels_path):
             model = first_task_model(state.manifest, description, sample)
         else:
             model = task_model(state, index, sample, description)
-    settings = _phase_settings(flags, first=index == 1)
+    settings = _phase_settings(flags, state.manifest, first=index == 1)
     report, changed_heads = learner(method)(model, state, task, method, description, strategy,
                                             settings, log=lambda line: print(line, flush=True))
     metrics = task.scores(model, task.test)
@@ -271,9 +271,10 @@ def _num_sampled(flags, manifest):
     return manifest["pretrained_num_sampled"] if flags.num_sampled < 0 else flags.num_sampled
 
 
-def _phase_settings(flags, first):
+def _phase_settings(flags, manifest, first):
     """The flags a task's phases train with: task 1 retrains with its own rate and batch."""
     settings = argparse.Namespace(**vars(flags))
+    settings.first_task_num_sampled = _num_sampled(flags, manifest)
     if first:
         settings.epochs = 0
         settings.retrain_epochs = flags.first_task_epochs

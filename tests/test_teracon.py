@@ -37,6 +37,7 @@ from model.layers.task_embedding_mask_adapter import (
     running_as,
 )
 from model.nextitnet import DilatedResidualBlock, NextItNetEncoder
+from model.tasks.next_item import NextItemTask
 from util.cli import run_cli
 from util.run_config import read_continual_manifest
 
@@ -277,6 +278,32 @@ def test_retention_is_zero_right_after_a_task_is_added_and_pulls_back_a_moved_mo
     kernel.assign_sub(0.05 * gradient / tf.norm(gradient))
     after, _ = retained()
     assert float(after) < float(moved)
+
+
+def _first_task_loss(model_dir, items):
+    """T1's mean next-item loss (full softmax) on ``items``, served from ``model_dir``."""
+    state = read_folder_state(model_dir, read_continual_manifest(model_dir))
+    model, _ = served_task_model(state, "next_item", items[:2])
+    return float(tf.reduce_mean(NextItemTask.user_losses(model, model.head, items, 0)))
+
+
+def test_replaying_task_1s_own_loss_keeps_it_better_than_without(folder, tmp_path, capsys):
+    # Retention off in both folders, so what keeps T1 is the replay alone.
+    losses = {}
+    for weight in (0.0, 1.0):
+        model_dir = str(tmp_path / f"replay_{weight:g}")
+        shutil.copytree(folder["dir"], model_dir)
+        assert _learn(f"--model_dir={model_dir}", "--task=interest", "--retention_weight=0",
+                      f"--first_task_replay_weight={weight}", *TINY_TASK,
+                      "--retrain_epochs=0") == 0
+        entry = read_continual_manifest(model_dir)["tasks"][-1]
+        assert entry["description"]["first_task_replay_weight"] == weight
+        losses[weight] = _first_task_loss(model_dir, folder["items"])
+    assert "task 1 replayed on its own next-item loss (weight 1.0" in capsys.readouterr().out
+    before = _first_task_loss(folder["dir"], folder["items"])
+    assert losses[1.0] < losses[0.0]
+    # Trained on its own objective, T1 ends no worse than before the task.
+    assert losses[1.0] < before + 0.05 * abs(before)
 
 
 def test_list_shows_open_channels_per_task(folder, capsys):

@@ -112,6 +112,10 @@ def continual_flag_parser():
                          help="where T1's next-item head is retained: newest (its output at the "
                               "newest item, as the paper) or all (at every position of the "
                               "history, as T1 was trained)")
+    teracon.add_argument("--first_task_replay_weight", type=non_negative_float, default=0.0,
+                         help="weight of task 1's own next-item loss on the new task's histories "
+                              "(its labels are the histories' next items), beside retention; "
+                              "0: none, as the paper (an option beyond it)")
 
     optimisation = parser.add_argument_group("optimisation (tasks 2, 3, ...)")
     add_optimisation_flags(optimisation, batch_help="GLOBAL batch size, users per step")

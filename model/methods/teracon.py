@@ -51,4 +51,6 @@ class Teracon(Method):
                 "retention_scale": str(getattr(settings, "retention_scale", "annealed")),
                 "retention_positions": str(getattr(settings, "retention_positions", "newest")),
                 "retention_min_share": float(getattr(settings, "retention_min_share",
-                                                     DEFAULT_RETENTION_MIN_SHARE))}
+                                                     DEFAULT_RETENTION_MIN_SHARE)),
+                "first_task_replay_weight": float(getattr(settings, "first_task_replay_weight",
+                                                          0.0))}

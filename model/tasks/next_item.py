@@ -79,13 +79,25 @@ class NextItemTask(Task):
         return ItemSoftmax(description["num_item_ids"], name="head")
 
     def example_losses(self, model, batch):
-        inputs, targets, weights = next_item_targets(left_pad(batch[ITEMS]))
+        return self.user_losses(model, model.head, batch[ITEMS], self.num_sampled)
+
+    @staticmethod
+    def user_losses(model, head, items, num_sampled):
+        """float32 [batch]: each user's mean next-item loss over the positions of its history.
+
+        Args:
+            model: a model with an ``encoder`` (run as it is set up: masks, task).
+            head: the ``ItemSoftmax`` that scores the items.
+            items: tf.RaggedTensor [batch, (length)] of item ids; a user with one
+                item predicts nothing and gets 0.
+            num_sampled: sampled-softmax negatives; 0: full softmax.
+        """
+        inputs, targets, weights = next_item_targets(left_pad(items))
         hidden = model.encoder(inputs, training=True)
         chosen = weights > 0
         losses = item_prediction_loss(
             tf.boolean_mask(hidden, chosen), tf.boolean_mask(targets, chosen),
-            tf.boolean_mask(weights, chosen), model.head, num_sampled=self.num_sampled,
-            training=True)
+            tf.boolean_mask(weights, chosen), head, num_sampled=num_sampled, training=True)
         # One loss per user: the mean over its predicted positions.
         rows = tf.cast(tf.where(chosen)[:, 0], tf.int32)
         users = tf.shape(inputs)[0]
