@@ -55,51 +55,65 @@ from util.atomic import write_text_atomically
 
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "ml-1m"))
 TASKS = ("items", "gender", "age", "occupation")
-METHODS = ("conure", "teracon", "teracon_paper_share", "teracon_no_retention",
-           "sequential_fineall", "peterrec", "independent_fineall")
+METHODS = ("conure", "teracon", "teracon_without_replay", "teracon_paper_share",
+           "teracon_no_retention", "sequential_fineall", "peterrec", "independent_fineall")
 # Methods a run learns only when --methods names them.
-EXTRA_METHODS = ("teracon_all_item_labels", "teracon_strong_retention",
-                 "teracon_retention_half_batch", "teracon_served_scale", "teracon_every_position",
-                 "teracon_paper_learning_rate", "teracon_first_task_replay")
+EXTRA_METHODS = ("teracon_no_retention_no_replay", "teracon_light_replay",
+                 "teracon_paper_learning_rate", "teracon_all_item_labels",
+                 "teracon_strong_retention", "teracon_retention_half_batch",
+                 "teracon_served_scale", "teracon_every_position")
+# TERACON's loss as the paper has it: pseudo-label retention only, no replay of task 1.
+NO_REPLAY = "--first_task_replay_weight=0"
 # Bench methods that are main/continual.py methods with other flags: the ablations.
 CONTINUAL_VARIANTS = {
-    # The paper's share of the batch alone (about one user of 128 on this data).
-    "teracon_paper_share": ("teracon", ["--retention_min_share=0"]),
+    "teracon_without_replay": ("teracon", [NO_REPLAY]),
+    # The paper's rule throughout: its share of the batch alone (about one user of 128 here).
+    "teracon_paper_share": ("teracon", ["--retention_min_share=0", NO_REPLAY]),
+    # The ablation of the issue: no retention loss (task 1 still replays its own loss) ...
     "teracon_no_retention": ("teracon", ["--retention_weight=0"]),
-    # Diagnostics of the paper's rule's forgetting of T1.
-    "teracon_all_item_labels": ("teracon", ["--retention_top_k=0", "--retention_min_share=0"]),
-    # 4x the paper's alpha = 0.7: w_i shares alpha among the old tasks (1/4 each by T5).
-    "teracon_strong_retention": ("teracon", ["--retention_weight=2.8", "--retention_min_share=0"]),
-    "teracon_retention_half_batch": ("teracon", ["--retention_min_share=0.5"]),
-    # The old tasks' student outputs at s_max (as they are served), not at the step's scale.
-    "teracon_served_scale": ("teracon", ["--retention_scale=served"]),
-    # T1's head retained at every position of the history, as it was trained, not the newest only.
-    "teracon_every_position": ("teracon", ["--retention_positions=all"]),
+    # ... and neither: every old task is left to drift.
+    "teracon_no_retention_no_replay": ("teracon", ["--retention_weight=0", NO_REPLAY]),
+    "teracon_light_replay": ("teracon", ["--first_task_replay_weight=0.2"]),
     # The paper's schedule: T2 at the bench's rate (1e-3), tasks 3, 4, ... at LATER_TASK_FLAGS'.
-    "teracon_paper_learning_rate": ("teracon", []),
-    # Beyond the paper: T1 also trains on its own next-item loss over each batch's histories.
-    "teracon_first_task_replay": ("teracon", ["--first_task_replay_weight=0.5"]),
+    "teracon_paper_learning_rate": ("teracon", [NO_REPLAY]),
+    # Diagnostics of the paper's loss's forgetting of T1 (none replays T1).
+    "teracon_all_item_labels": ("teracon", ["--retention_top_k=0", "--retention_min_share=0",
+                                            NO_REPLAY]),
+    # 4x the paper's alpha = 0.7: w_i shares alpha among the old tasks (1/4 each by T5).
+    "teracon_strong_retention": ("teracon", ["--retention_weight=2.8", "--retention_min_share=0",
+                                             NO_REPLAY]),
+    "teracon_retention_half_batch": ("teracon", ["--retention_min_share=0.5", NO_REPLAY]),
+    # The old tasks' student outputs at s_max (as they are served), not at the step's scale.
+    "teracon_served_scale": ("teracon", ["--retention_scale=served", NO_REPLAY]),
+    # T1's head retained at every position of the history, as it was trained, not the newest only.
+    "teracon_every_position": ("teracon", ["--retention_positions=all", NO_REPLAY]),
 }
 # Flags a variant adds from task 3 on (after the bench's own, so they win): the official
 # TERACON code trains T2 at 1e-3 and every later task at 1e-4 (../shared/SYSTEMS.md).
 LATER_TASK_FLAGS = {"teracon_paper_learning_rate": ["--learning_rate=1e-4"]}
 # What each TERACON variant changes, and the row it is compared with in the goals section.
 TERACON_DIAGNOSTICS = {
-    "teracon_paper_share": ("the paper's share of the batch alone, no 25% floor", "teracon"),
+    "teracon_without_replay": ("the paper's loss: no replay of T1's own next-item loss, "
+                               "pseudo-label retention only", "teracon"),
+    "teracon_light_replay": ("T1's replay at weight 0.2, not 0.5", "teracon"),
+    "teracon_no_retention_no_replay": ("neither retention nor replay", "teracon_no_retention"),
+    "teracon_paper_share": ("the paper's share of the batch alone, no 25% floor (both without "
+                            "replay)", "teracon_without_replay"),
+    "teracon_paper_learning_rate": ("the paper's learning rates, 1e-3 for T2 and 1e-4 for every "
+                                    "later task, not 1e-3 throughout (both without replay)",
+                                    "teracon_without_replay"),
     "teracon_all_item_labels": ("every item's score as T1's pseudo-labels, not the top 100 "
                                 "(both with the paper's share)", "teracon_paper_share"),
     "teracon_strong_retention": ("a 4x retention weight, alpha = 2.8 (both with the paper's "
                                  "share)", "teracon_paper_share"),
     "teracon_retention_half_batch": ("every old task retained on at least 50% of each batch, "
-                                     "not 25%", "teracon"),
+                                     "not 25% (both without replay)", "teracon_without_replay"),
     "teracon_served_scale": ("old tasks retained at s_max, as they are served, not at the "
-                             "step's annealed scale", "teracon"),
+                             "step's annealed scale (both without replay)",
+                             "teracon_without_replay"),
     "teracon_every_position": ("T1's next-item head retained at every position of the history, "
-                               "not at the newest item only", "teracon"),
-    "teracon_paper_learning_rate": ("the paper's learning rates, 1e-3 for T2 and 1e-4 for every "
-                                    "later task, not 1e-3 throughout", "teracon"),
-    "teracon_first_task_replay": ("T1 also trained on its own next-item loss over each batch's "
-                                  "histories (weight 0.5; beyond the paper)", "teracon"),
+                               "not at the newest item only (both without replay)",
+                               "teracon_without_replay"),
 }
 CONTINUAL_METHODS = ("conure", "teracon", "sequential_fineall", *CONTINUAL_VARIANTS)
 # Methods that retrain task 1 on its own objective (--first_task_epochs) before task 2.

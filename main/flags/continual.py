@@ -12,8 +12,9 @@ from main.flags.common import (
 from model.continual.knowledge_retention import RETENTION_POSITIONS
 from model.layers.task_embedding_mask_adapter import DEFAULT_S_MAX
 from model.methods.conure import DEFAULT_PRUNE_RATIO
-from model.methods.teracon import (DEFAULT_RETENTION_MIN_SHARE, DEFAULT_RETENTION_TOP_K,
-                                   DEFAULT_RETENTION_WEIGHT, RETENTION_SCALES)
+from model.methods.teracon import (DEFAULT_FIRST_TASK_REPLAY_WEIGHT, DEFAULT_RETENTION_MIN_SHARE,
+                                   DEFAULT_RETENTION_TOP_K, DEFAULT_RETENTION_WEIGHT,
+                                   RETENTION_SCALES)
 from model.methods.registry import DEFAULT_CONTINUAL_METHOD, METHODS, method_names
 from model.tasks.registry import NEXT_ITEM_TASK, RECOMMENDATION_TASK
 from util.flag_types import non_negative_float, non_negative_int, positive_int, probability
@@ -112,10 +113,12 @@ def continual_flag_parser():
                          help="where T1's next-item head is retained: newest (its output at the "
                               "newest item, as the paper) or all (at every position of the "
                               "history, as T1 was trained)")
-    teracon.add_argument("--first_task_replay_weight", type=non_negative_float, default=0.0,
+    teracon.add_argument("--first_task_replay_weight", type=non_negative_float,
+                         default=DEFAULT_FIRST_TASK_REPLAY_WEIGHT,
                          help="weight of task 1's own next-item loss on the new task's histories "
-                              "(its labels are the histories' next items), beside retention; "
-                              "0: none, as the paper (an option beyond it)")
+                              "(its labels are the histories' next items), beside retention "
+                              "(beyond the paper: its pseudo-labels alone forget T1); 0: none, "
+                              "as the paper")
 
     optimisation = parser.add_argument_group("optimisation (tasks 2, 3, ...)")
     add_optimisation_flags(optimisation, batch_help="GLOBAL batch size, users per step")
