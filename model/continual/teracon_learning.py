@@ -82,13 +82,11 @@ def learn_task(model, state, task, method, description, strategy, settings, log=
     replay_weight = float(description.get("first_task_replay_weight", 0.0))
     activate(model.encoder, index, include_free=False)
     earlier, retention, replay = [], None, None
-    if index > 1 and (weight > 0 or replay_weight > 0):
-        with strategy.scope():
-            earlier = old_tasks(state, index, model.dim)
     if index > 1 and weight > 0:
         with strategy.scope():
             teacher = task_model(state, index - 1, task.train.sequences.items[:2])
             teacher.trainable = False
+            earlier = old_tasks(state, index, model.dim)
         retention = KnowledgeRetention(model, teacher, earlier, index,
                                        description["retention_top_k"],
                                        description.get("retention_min_share", 0.0),
@@ -99,6 +97,9 @@ def learn_task(model, state, task, method, description, strategy, settings, log=
             f"{description.get('retention_min_share', 0.0):.0%} of each batch; T1 at "
             f"{'every position' if description.get('retention_positions') == 'all' else 'the newest item'})")
     if index > 1 and replay_weight > 0:
+        if not earlier:  # no retention: of the old heads, only task 1's trains
+            with strategy.scope():
+                earlier = old_tasks(state, 2, model.dim)
         first = earlier[0]
         if first.kind is not NextItemTask:
             raise UserInputError(f"--first_task_replay_weight replays task 1's next-item loss; "
@@ -107,8 +108,6 @@ def learn_task(model, state, task, method, description, strategy, settings, log=
         negatives = settings.first_task_num_sampled
         log(f"task 1 replayed on its own next-item loss (weight {replay_weight}, "
             f"{f'{negatives} sampled negatives' if negatives else 'full softmax'})")
-    # Retention trains every old head; the replay alone only task 1's.
-    trained_heads = earlier if retention is not None else earlier[:1]
     make_trainer = functools.partial(_trainer, model, task, method, strategy, settings, index,
                                      description["s_max"], retention, weight,
                                      description.get("retention_scale", "annealed"), replay,
@@ -117,7 +116,7 @@ def learn_task(model, state, task, method, description, strategy, settings, log=
     phase = "train every weight through the task's masks"
     report = {"train": train_phase(
         model, task, method, description, strategy, settings, epochs, log, phase,
-        extra_variables=[v for old in trained_heads for v in old.student_head.trainable_variables],
+        extra_variables=[v for old in earlier for v in old.student_head.trainable_variables],
         make_trainer=make_trainer)}
     report["seconds"] = time.perf_counter() - started
     heads = {old.index: [np.array(v.numpy()) for v in old.student_head.weights]
