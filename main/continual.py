@@ -91,7 +91,8 @@ def _learn(flags):
     sequences = read_user_sequences(tables, manifest["max_items_per_user"])
     labels, labels_path = _labels(flags, manifest)
     task = make_task(flags.task, sequences, labels, split_column(flags.split),
-                     flags.validation_fraction, flags.seed, manifest["num_item_ids"])
+                     flags.validation_fraction, flags.seed, manifest["num_item_ids"],
+                     item_head=flags.item_head or method.default_item_head)
     keras.utils.set_random_seed(flags.seed)
     strategy = make_strategy(flags.strategy, flags.cpu_replicas)
     print(f"strategy: {describe_strategy(strategy)}", flush=True)

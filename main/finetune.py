@@ -68,7 +68,8 @@ def _finetune(flags):
     _note_table_history(tables, max_items)
     sequences = read_user_sequences(tables, max_items)
     task = make_task(flags.task, sequences, _labels(flags, pretrained), split_column(flags.split),
-                     flags.validation_fraction, flags.seed, pretrained["num_item_ids"])
+                     flags.validation_fraction, flags.seed, pretrained["num_item_ids"],
+                     item_head=flags.item_head or method.default_item_head)
     print(f"task {task.name} ({task.kind}): {len(task.train.sequences):,} train, "
           f"{len(task.validation.sequences):,} validation, {len(task.test.sequences):,} test users",
           flush=True)

@@ -7,7 +7,7 @@ import pytest
 from model.tasks.heads import ClassificationHead
 from model.nextitnet import DEFAULT_DILATIONS
 from model.nextitnet import DilatedResidualBlock
-from model.tasks.heads import ItemScoringHead
+from model.tasks.heads import EmbeddingItemScoringHead, ItemScoringHead
 from model.nextitnet import ItemSoftmax
 from model.layers.model_patch import ModelPatch
 from model.methods.peterrec import ModelPatchAdapter
@@ -294,6 +294,45 @@ def test_item_scoring_head_rejects_the_wrong_user_width():
         head(np.zeros((2, CHANNELS + 1), "float32"), np.zeros((2, 3), "int32"))
 
 
+def _item_table():
+    return np.random.default_rng(1).normal(size=(NUM_ITEM_IDS, CHANNELS)).astype("float32")
+
+
+def test_embedding_item_scoring_head_starts_as_the_dot_product_with_the_embedding():
+    users = np.random.default_rng(0).normal(size=(2, CHANNELS)).astype("float32")
+    candidates = np.array([[3, 9, 11], [39, 3, 4]], "int32")
+    table = _item_table()
+    head = EmbeddingItemScoringHead(CHANNELS)
+
+    scores = head(users, candidates, table).numpy()
+    every_item = head.score_all(users, table).numpy()
+
+    # Scale 1, shift 0: a new head ranks items as the embedding does; it owns 2 x dim weights.
+    np.testing.assert_allclose(every_item, users @ table.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scores, np.take_along_axis(every_item, candidates, axis=1),
+                               rtol=1e-5, atol=1e-6)
+    assert sum(int(np.prod(w.shape)) for w in head.weights) == 2 * CHANNELS
+
+
+def test_embedding_item_scoring_head_shift_is_an_item_bias_in_the_embeddings_span():
+    table = _item_table()
+    head = EmbeddingItemScoringHead(CHANNELS)
+    head.build()
+    shift = np.random.default_rng(2).normal(size=CHANNELS).astype("float32")
+    head.shift.assign(shift)
+
+    every_item = head.score_all(np.zeros((1, CHANNELS), "float32"), table).numpy()
+
+    np.testing.assert_allclose(every_item[0], table @ shift, rtol=1e-5, atol=1e-5)
+
+
+def test_embedding_item_scoring_head_rejects_a_table_of_another_width():
+    head = EmbeddingItemScoringHead(CHANNELS)
+    with pytest.raises(ValueError, match=r"`item_table` should have shape \[num_item_ids, 16\]"):
+        head.score_all(np.zeros((2, CHANNELS), "float32"),
+                       np.zeros((NUM_ITEM_IDS, CHANNELS + 1), "float32"))
+
+
 def test_item_softmax_kernel_has_one_row_per_item():
     softmax = ItemSoftmax(NUM_ITEM_IDS)
     logits = softmax(np.zeros((2, 5, CHANNELS), "float32"))
@@ -333,6 +372,10 @@ SERIALIZATION_CASES = {
                             lambda: (hidden_and_mask()[0][:, 0],)),
     "item_scoring_head": (lambda: ItemScoringHead(NUM_ITEM_IDS, CHANNELS),
                           lambda: (hidden_and_mask()[0][:, 0], np.array([[3, 4], [5, 6], [7, 39]], "int32"))),
+    "embedding_item_scoring_head": (
+        lambda: EmbeddingItemScoringHead(CHANNELS),
+        lambda: (hidden_and_mask()[0][:, 0], np.array([[3, 4], [5, 6], [7, 39]], "int32"),
+                 _item_table())),
 }
 
 

@@ -115,6 +115,21 @@ def add_cpu_replicas_flag(group):
                             "(try distribution without GPUs); 0 leaves it whole")
 
 
+def add_item_head_flag(group):
+    """``--item_head``: what an item-recommendation head scores users against."""
+    # Imported here, as in add_task_users_flags: the task modules load TensorFlow.
+    from model.tasks.item_recommendation import ITEM_EMBEDDING, ITEM_HEADS, OWN_ITEM_TABLE
+
+    group.add_argument("--item_head", choices=("",) + ITEM_HEADS, default="",
+                       help=f"--task=items: {OWN_ITEM_TABLE}: a new table of item vectors "
+                            f"and biases (PeterRec's; as many weights as the item embedding); "
+                            f"{ITEM_EMBEDDING}: the backbone's item embedding itself, with a "
+                            f"per-dimension scale and shift of the user vector (2 x dim "
+                            f"weights of the task's own); empty: the method's ({ITEM_EMBEDDING} "
+                            f"for teracon, whose item embedding trains with every task; "
+                            f"{OWN_ITEM_TABLE} for the others: PeterRec and Conure freeze it)")
+
+
 def add_task_users_flags(group):
     """Where a downstream task's users and labels come from: main/finetune.py and main/continual.py."""
     # Imported here: evaluation.probes loads scikit-learn, which main/build_tables.py never needs.

@@ -5,6 +5,7 @@ import argparse
 from main.flags.common import (
     FlagHelpFormatter,
     add_cpu_replicas_flag,
+    add_item_head_flag,
     add_optimisation_flags,
     add_strategy_flag,
     add_task_users_flags,
@@ -65,6 +66,7 @@ def continual_flag_parser():
                       help="learn --task again although it is learned; only the last task "
                            "learned can be (later tasks are built on its weights)")
     add_task_users_flags(task)
+    add_item_head_flag(task)
 
     conure = parser.add_argument_group("conure")
     conure.add_argument("--prune_ratio", type=probability, default=DEFAULT_PRUNE_RATIO,

@@ -4,13 +4,15 @@ import argparse
 
 from main.flags.common import (
     FlagHelpFormatter,
+    add_item_head_flag,
     add_optimisation_flags,
     add_strategy_flag,
     add_task_users_flags,
 )
-from model.layers.sequence_readout import CLS, READOUTS
+from model.layers.sequence_readout import CLS, READOUTS, readout_width
 from model.methods.peterrec import PATCH_PLACEMENTS, SERIAL
 from model.methods.registry import DEFAULT_METHOD, METHODS, method_names
+from model.tasks.item_recommendation import ITEM_EMBEDDING
 from model.tasks.registry import NEXT_ITEM_TASK, RECOMMENDATION_TASK
 from util.flag_types import boolean, non_negative_int, positive_int, probability
 
@@ -41,6 +43,7 @@ def finetune_flag_parser():
                            "CLS token(s), PeterRec's), mean (mean over every position), "
                            "attention (a learned weighted mean, trained with the head), "
                            "cls_mean (both, side by side)")
+    add_item_head_flag(task)
 
     method = parser.add_argument_group("method")
     method.add_argument("--method", choices=method_names(), default=DEFAULT_METHOD,
@@ -85,4 +88,7 @@ def parse_finetune_flags(argv=None):
         parser.error(f"--readout={flags.readout}: --task={NEXT_ITEM_TASK} reads the state at each "
                      f"user's last item, the one next-item pretraining trained; leave --readout "
                      f"out")
+    if flags.item_head == ITEM_EMBEDDING and readout_width(flags.readout, 1) != 1:
+        parser.error(f"--item_head={flags.item_head} scores against the item embedding, as wide "
+                     f"as one encoder state; --readout={flags.readout} is twice as wide")
     return flags

@@ -15,11 +15,15 @@ has a task backbone (``model/model_family.py``):
 * ``continual``: True for methods that learn task after task into one
   folder (main/continual.py) rather than one task per folder (main/finetune.py);
 * ``folder_entries(settings)``: what a continual method records once per
-  folder (continual.json), settings every task of the folder shares.
+  folder (continual.json), settings every task of the folder shares;
+* ``default_item_head``: what an item-recommendation head scores users
+  against when ``--item_head`` is left out.
 
 ``description`` is the task description (``task.json``): the method reads
 its own entries back from it, so a saved task rebuilds exactly.
 """
+
+from model.tasks.item_recommendation import OWN_ITEM_TABLE
 
 
 class Method:
@@ -34,6 +38,9 @@ class Method:
     kernel_masks = False
     # Whether its blocks hold per-task tables (TERACON's task embeddings) in its continual folder.
     task_tables = False
+    # A head of its own item table: a method that freezes the item embedding (PeterRec, Conure
+    # after task 1) would leave a head tied to it only a scale and a shift to learn.
+    default_item_head = OWN_ITEM_TABLE
 
     def block_adapter(self, block_index, description):
         """The ``BlockAdapter`` of backbone block ``block_index``, or None to leave it as it is."""

@@ -10,6 +10,7 @@ tasks' outputs close to those of the model from before the task
 
 from model.layers.task_embedding_mask_adapter import DEFAULT_S_MAX, TaskEmbeddingMaskAdapter
 from model.methods.method import Method
+from model.tasks.item_recommendation import ITEM_EMBEDDING
 
 DEFAULT_RETENTION_WEIGHT = 0.7
 # Pseudo-labels of item heads: the teacher's 100 best-scored items per user (0: every item).
@@ -35,6 +36,9 @@ class Teracon(Method):
                "tasks' outputs")
     continual = True
     task_tables = True
+    # The item embedding trains with every task, so an item task's head scores against it and
+    # stores 2 x dim weights, not a table as large as the embedding (bench/results/continual_ml1m.md).
+    default_item_head = ITEM_EMBEDDING
 
     def block_adapter(self, block_index, description):
         return TaskEmbeddingMaskAdapter(

@@ -125,3 +125,79 @@ class ItemScoringHead(keras.layers.Layer):
         config = super().get_config()
         config.update({"num_item_ids": self.num_item_ids, "dim": self.dim})
         return config
+
+
+@keras.saving.register_keras_serializable(package="uur")
+class EmbeddingItemScoringHead(keras.layers.Layer):
+    """Scores of candidate items against the encoder's item embedding: (g * u + b) . E[item].
+
+    Stores no item table: it scores against the item embedding the backbone
+    already holds (weight tying), through a per-dimension scale ``g`` (ones)
+    and shift ``b`` (zeros) of the user vector, 2 * dim weights; ``b . E[item]``
+    is a learned item bias within the embedding's span. So a continual folder
+    adds a few hundred weights per item task, not a second item table
+    (``ItemScoringHead``), and every item the backbone embeds can be scored.
+
+    Example:
+
+    ```python
+    head = EmbeddingItemScoringHead(dim=64)
+    table = encoder.item_embedding.embeddings            # [num_item_ids, 64]
+    scores = head(user_vectors, candidate_ids, table)    # [batch_size, num_candidates]
+    every_item = head.score_all(user_vectors, table)     # [batch_size, num_item_ids]
+    ```
+
+    Args:
+        dim: width of the user vectors and of the item embedding.
+    """
+
+    def __init__(self, dim, **kwargs):
+        super().__init__(**kwargs)
+        if int(dim) < 1:
+            raise ValueError(f"`dim` should be at least 1. Received: dim={dim}.")
+        self.dim = int(dim)
+
+    def build(self, input_shape=None):
+        self.scale = self.add_weight(shape=(self.dim,), initializer="ones", name="user_scale")
+        self.shift = self.add_weight(shape=(self.dim,), initializer="zeros", name="user_shift")
+
+    def _queries(self, user_vectors, item_table):
+        """[batch_size, dim] g * u + b, after checking both inputs' widths."""
+        for name, tensor, expected in (("user_vectors", user_vectors, "[batch_size, dim]"),
+                                       ("item_table", item_table, "[num_item_ids, dim]")):
+            shape = check_rank(tensor, 2, name, expected.replace("dim", str(self.dim)))
+            if shape[-1] is not None and shape[-1] != self.dim:
+                raise ValueError(f"`{name}` should have shape {expected.replace('dim', str(self.dim))}. "
+                                 f"Received: `{name}.shape` = {shape}.")
+        dtype = user_vectors.dtype
+        return user_vectors * ops.cast(self.scale, dtype) + ops.cast(self.shift, dtype)
+
+    def call(self, user_vectors, item_ids, item_table):
+        """Scores ``item_ids`` for each user.
+
+        Args:
+            user_vectors: [batch_size, dim].
+            item_ids: int [batch_size, num_candidates].
+            item_table: [num_item_ids, dim], the encoder's item embedding.
+
+        Returns:
+            [batch_size, num_candidates] scores (logits).
+        """
+        queries = self._queries(user_vectors, item_table)
+        check_rank(item_ids, 2, "item_ids", "[batch_size, num_candidates]")
+        check_integer(item_ids, "item_ids")
+        vectors = ops.take(ops.cast(item_table, queries.dtype), item_ids, axis=0)
+        return ops.einsum("bd,bkd->bk", queries, vectors)
+
+    def score_all(self, user_vectors, item_table):
+        """Scores of every item id: [batch_size, dim] -> [batch_size, num_item_ids]."""
+        queries = self._queries(user_vectors, item_table)
+        return ops.matmul(queries, ops.transpose(ops.cast(item_table, queries.dtype)))
+
+    def compute_output_shape(self, user_shape, item_shape, table_shape):
+        return (user_shape[0], item_shape[1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"dim": self.dim})
+        return config

@@ -1,8 +1,12 @@
 """Item recommendation: the items of each user's target window (cold-start recommendation).
 
 Only users with a non-empty target window take part. Training: PeterRec's
-loss -log s(u.e+) - sum log(1 - s(u.e-)) over uniform negatives (a new
-item table, ``ItemScoringHead``). Metrics, each test user's positive being
+loss -log s(u.e+) - sum log(1 - s(u.e-)) over uniform negatives. The item
+vectors e are the task's own new table (``--item_head=own``,
+``ItemScoringHead``, PeterRec's) or the backbone's item embedding itself
+(``--item_head=item_embedding``, ``EmbeddingItemScoringHead``: 2 * dim
+weights of the task's own, which keeps a continual folder's added task far
+below 1% of the backbone). Metrics, each test user's positive being
 the first item of its target window (the item that follows its history):
 
 * PeterRec's protocol: the positive among 99 uniformly sampled items the
@@ -23,7 +27,7 @@ from data_loader.task_dataset import ITEMS, NEGATIVES, POSITIVE, recommendation_
 from evaluation import probes
 from evaluation.sampled_negatives import sample_unseen_items
 from model.tasks.classification import test_mask
-from model.tasks.heads import ItemScoringHead
+from model.tasks.heads import EmbeddingItemScoringHead, ItemScoringHead
 from model.tasks.task import Task, TaskSplit, validation_rows
 from model.tasks.user_vectors import batches, task_user_vectors, top_unseen_items
 from util.errors import UserInputError
@@ -31,21 +35,35 @@ from util.errors import UserInputError
 SAMPLED_K = 5
 FULL_K = 10
 _EXCLUDED_SCORE = -1e9
+# What a recommendation head scores users against: its own item table, or the backbone's
+# item embedding (weight tying).
+OWN_ITEM_TABLE = "own"
+ITEM_EMBEDDING = "item_embedding"
+ITEM_HEADS = (OWN_ITEM_TABLE, ITEM_EMBEDDING)
 
 
 class ItemRecommendationTask(Task):
-    """Recommends the items of each user's target window (``--task=items``)."""
+    """Recommends the items of each user's target window (``--task=items``).
+
+    Args:
+        train, validation, test: users with a target window.
+        num_item_ids: size of the item index.
+        item_head: ``own`` (a new item table) or ``item_embedding`` (the backbone's).
+    """
 
     kind = "recommendation"
     NAME = "items"
 
-    def __init__(self, train, validation, test, num_item_ids):
+    def __init__(self, train, validation, test, num_item_ids, item_head=OWN_ITEM_TABLE):
         super().__init__(self.NAME, train, validation, test)
+        if item_head not in ITEM_HEADS:
+            raise UserInputError(f"--item_head={item_head} is not one of {', '.join(ITEM_HEADS)}")
         self.num_item_ids = int(num_item_ids)
+        self.item_head = item_head
 
     @classmethod
     def from_sequences(cls, sequences, labels, split_column, validation_fraction, seed,
-                       num_item_ids):
+                       num_item_ids, item_head=OWN_ITEM_TABLE):
         """The task over ``sequences``; ``labels`` is read only for a split column."""
         lengths = sequences.target_items.row_lengths().numpy()
         rows = np.flatnonzero(lengths > 0)
@@ -59,24 +77,29 @@ class ItemRecommendationTask(Task):
         def split(part):
             return TaskSplit(sequences.take(rows[part]))
 
-        return cls(split(train), split(validation), split(test), num_item_ids)
+        return cls(split(train), split(validation), split(test), num_item_ids, item_head)
 
     @property
     def headline(self):
         return "hr@10_full"
 
     def description_entries(self):
-        return dict(super().description_entries(), class_values=[], num_classes=0)
+        return dict(super().description_entries(), class_values=[], num_classes=0,
+                    item_head=self.item_head)
 
     @classmethod
     def head_from_description(cls, description, dim):
+        # A description from before item heads had a choice holds its own table.
+        if description.get("item_head", OWN_ITEM_TABLE) == ITEM_EMBEDDING:
+            return EmbeddingItemScoringHead(dim, name="head")
         return ItemScoringHead(description["num_item_ids"], dim, name="head")
 
     def example_losses(self, model, batch):
         positive = batch[POSITIVE]
         users = model(model.inputs_for(batch[ITEMS]), training=True)
         candidates = tf.concat([positive[:, None], batch[NEGATIVES]], axis=1)
-        scores = tf.cast(model.head(users, candidates), tf.float32)
+        score, _ = item_scorers(model, model.head)
+        scores = tf.cast(score(users, candidates), tf.float32)
         labels = tf.concat([tf.ones_like(scores[:, :1]), tf.zeros_like(scores[:, 1:])], axis=1)
         return tf.reduce_sum(
             tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=scores), axis=1)
@@ -89,17 +112,34 @@ class ItemRecommendationTask(Task):
 
     def scores(self, model, split):
         items = split.sequences.items
-        return ranking_scores(task_user_vectors(model, items), model.head.score_all,
-                              int(model.head.num_item_ids), items, split.sequences.target_items)
+        _, score_all = item_scorers(model, model.head)
+        return ranking_scores(task_user_vectors(model, items), score_all,
+                              self.num_item_ids, items, split.sequences.target_items)
 
     @classmethod
     def head_outputs(cls, model, head, items, training=False):
         users = model(model.inputs_for(items), training=training)
-        return tf.cast(head.score_all(users), tf.float32)
+        _, score_all = item_scorers(model, head)
+        return tf.cast(score_all(users), tf.float32)
 
     @classmethod
     def predictions(cls, model, items, vectors, top_k):
-        return {"top_items": top_unseen_items(model.head.score_all, items, vectors, top_k)}
+        _, score_all = item_scorers(model, model.head)
+        return {"top_items": top_unseen_items(score_all, items, vectors, top_k)}
+
+
+def item_scorers(model, head):
+    """(score(users, item_ids), score_all(users)) of a recommendation ``head`` within ``model``.
+
+    An ``EmbeddingItemScoringHead`` scores against ``model``'s own item
+    embedding, so a frozen teacher's copy of a head scores against the
+    teacher's embedding and a student's against the student's.
+    """
+    if isinstance(head, EmbeddingItemScoringHead):
+        table = model.item_table()
+        return (lambda users, item_ids: head(users, item_ids, table),
+                lambda users: head.score_all(users, table))
+    return head, head.score_all
 
 
 def ranking_scores(vectors, score_all, num_item_ids, items, targets, seed=0):

@@ -7,7 +7,7 @@ column to classify. Adding a task kind is a ``Task`` subclass in a new file of
 """
 
 from model.tasks.classification import ClassificationTask
-from model.tasks.item_recommendation import ItemRecommendationTask
+from model.tasks.item_recommendation import OWN_ITEM_TABLE, ItemRecommendationTask
 from model.tasks.next_item import NextItemTask
 from util.errors import UserInputError
 
@@ -18,7 +18,7 @@ NEXT_ITEM_TASK = NextItemTask.NAME
 
 
 def make_task(name, sequences, labels, split_column, validation_fraction, seed, num_item_ids,
-              num_sampled=0):
+              num_sampled=0, item_head=OWN_ITEM_TABLE):
     """The task ``--task=name`` asks for, its users split.
 
     Args:
@@ -28,13 +28,15 @@ def make_task(name, sequences, labels, split_column, validation_fraction, seed, 
             only a split column from it), or None.
         split_column: None for the canonical split, else a column of ``labels``.
         num_sampled: ``next_item``'s sampled-softmax negatives (0: full softmax).
+        item_head: ``items``' head: its own item table or the backbone's item embedding.
     """
     if name == NEXT_ITEM_TASK:
         return NextItemTask.from_sequences(sequences, labels, split_column, validation_fraction,
                                            seed, num_item_ids, num_sampled)
     if name == RECOMMENDATION_TASK:
         return ItemRecommendationTask.from_sequences(sequences, labels, split_column,
-                                                     validation_fraction, seed, num_item_ids)
+                                                     validation_fraction, seed, num_item_ids,
+                                                     item_head)
     if labels is None:
         raise UserInputError("--labels is empty and the pretrained run records no table folder")
     return ClassificationTask.from_labels(sequences, name, labels, split_column,

@@ -14,6 +14,7 @@ import keras
 from model import registry
 from model.layers.sequence_readout import CLS, SequenceReadout, readout_width
 from model.methods.registry import get_method
+from model.tasks.heads import EmbeddingItemScoringHead
 from model.tasks.registry import task_class
 from util.errors import UserInputError
 
@@ -48,6 +49,11 @@ class TaskModel(keras.Model):
         # keyed by (a task saved before readouts existed has a CLS readout, no variables).
         self.encoder = backbone.encoder
         self.head = task_class(self.description).head_from_description(self.description, self.dim)
+        if isinstance(self.head, EmbeddingItemScoringHead) and self.dim != backbone.dim:
+            raise UserInputError(
+                f"task.json: item_head {self.description['item_head']} scores {self.dim}-wide user "
+                f"vectors (readout {readout}) against the {backbone.dim}-wide item embedding; "
+                f"use a readout as wide as the backbone, or item_head own")
         self.readout = SequenceReadout(readout, name="readout")
 
     def build(self, input_shape):
@@ -62,6 +68,10 @@ class TaskModel(keras.Model):
     def call(self, inputs, training=False):
         hidden = self.encoder(inputs, training=training)
         return self.readout(hidden, inputs, self._backbone.user_vector(hidden, inputs))
+
+    def item_table(self):
+        """[num_item_ids, dim] variable: the encoder's item embedding (what a tied item head scores against)."""
+        return self.encoder.item_embedding.embeddings
 
     def output_variables(self):
         """The readout's and the head's trainable variables: what even a head-only method trains."""
