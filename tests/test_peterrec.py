@@ -173,6 +173,37 @@ def test_recommendation_task_reports_sampled_and_full_ranking(nextitnet_run, tmp
     assert metrics["mrr@5_sampled"] <= metrics["hr@5_sampled"]
 
 
+def test_an_items_head_tied_to_the_item_embedding_trains_only_a_scale_and_shift(nextitnet_run,
+                                                                               tmp_path):
+    import tensorflow as tf
+
+    from model.finetune.task_checkpoint import load_task
+
+    folder = str(tmp_path / "items-tied")
+    run("main/finetune.py", f"--pretrained={nextitnet_run[0]}", "--task=items",
+        "--method=finecls", "--item_head=item_embedding", f"--output_dir={folder}",
+        "--epochs=1", "--batch_size=64", "--learning_rate=0.05")
+    config = json.load(open(os.path.join(folder, "task.json")))
+    assert config["item_head"] == "item_embedding"
+    # FineCLS trains the head alone: a scale and a shift of the 16-wide user vector, no item table.
+    assert config["parameters"]["trainable"] == 2 * 16
+    metrics = json.load(open(os.path.join(folder, "metrics.json")))
+    assert set(metrics) == {"hr@5_sampled", "mrr@5_sampled", "hr@10_full", "ndcg@10_full"}
+    model, _ = load_task(folder, tf.ragged.constant([[3, 4, 5], [6, 7]], dtype=tf.int32))
+    assert not np.allclose(model.head.scale.numpy(), 1.0)  # trained, and restored as trained
+
+
+def test_a_tied_items_head_refuses_a_readout_wider_than_the_item_embedding(nextitnet_run,
+                                                                           tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(finetune_entry_point.main,
+                [f"--pretrained={nextitnet_run[0]}", "--task=items", "--readout=cls_mean",
+                 "--item_head=item_embedding", f"--output_dir={tmp_path / 'x'}"])
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--readout=cls_mean" in stderr and "Traceback" not in stderr
+    assert not os.path.exists(tmp_path / "x")
+
+
 def test_finetune_errors_name_the_flag(nextitnet_run, tmp_path, peterrec_task, capsys):
     # In-process through run_cli, as python main/finetune.py runs it: each case stops
     # before any training, so a TensorFlow start-up per case would buy nothing.

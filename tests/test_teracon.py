@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from contracts import schema
+from data_dumper.sequences import read_item_index
 from data_loader.table_files import resolve_table_files
 from data_loader.user_sequences import read_user_sequences
 from main import continual, inference
@@ -37,6 +38,7 @@ from model.layers.task_embedding_mask_adapter import (
     running_as,
 )
 from model.nextitnet import DilatedResidualBlock, NextItNetEncoder
+from model.tasks.item_recommendation import ItemRecommendationTask
 from model.tasks.next_item import NextItemTask
 from util.cli import run_cli
 from util.run_config import read_continual_manifest
@@ -344,6 +346,40 @@ def test_mirrored_strategy_on_two_cpu_replicas_learns_a_task_with_retention(fold
     for name in ("next_item", "segment", "age_group", "interest"):
         served = _outputs(model_dir, name, folder["items"])
         assert np.isfinite(served["vectors"]).all(), name
+
+
+def test_an_item_task_scores_against_the_item_embedding_and_stores_only_a_scale_and_shift(
+        folder, tmp_path):
+    model_dir = str(tmp_path / "items")
+    shutil.copytree(folder["dir"], model_dir)
+    # No --item_head: TERACON's default ties the head to the backbone's item embedding.
+    assert _learn(f"--model_dir={model_dir}", "--task=items", *TINY_TASK) == 0
+    entry = read_continual_manifest(model_dir)["tasks"][-1]
+    assert entry["description"]["item_head"] == "item_embedding"
+    channels, blocks, index = 8, 2, 4
+    growth = blocks * 2 * (channels + 2 * (index ** 2 - (index - 1) ** 2) + 1)
+    assert entry["stored_parameters"] == growth + 2 * channels  # no item table of its own
+    state = read_folder_state(model_dir, read_continual_manifest(model_dir))
+    assert [value.shape for value in state.heads[index]] == [(channels,), (channels,)]
+
+    model, _ = served_task_model(state, "items", folder["items"][:2])
+    users = ItemRecommendationTask.serving_vectors(model, folder["items"][:4])
+    scale, shift = state.heads[index]
+    embedding = model.encoder.item_embedding.embeddings.numpy()
+    # Served scores are the folder's own item embedding against the scaled, shifted users.
+    np.testing.assert_allclose(
+        ItemRecommendationTask.head_outputs(model, model.head, folder["items"][:4]).numpy(),
+        (users * scale + shift) @ embedding.T, rtol=1e-4, atol=1e-4)
+
+    outputs = str(tmp_path / "served")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(inference.main, [f"--checkpoint_dir={model_dir}", "--task=items",
+                                 f"--outputs={outputs}", "--top_k=5"])
+    assert (exit_info.value.code or 0) == 0
+    served = pq.read_table(os.path.join(outputs, "task_outputs.parquet")).to_pydict()
+    expected = _outputs(model_dir, "items", folder["items"])["top_items"]
+    names = read_item_index(os.path.join(folder["tables"], schema.ITEM_INDEX_FILE))
+    assert served["top_items"] == [[names[i] for i in row] for row in expected]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -136,10 +136,23 @@ def item_scorers(model, head):
     teacher's embedding and a student's against the student's.
     """
     if isinstance(head, EmbeddingItemScoringHead):
-        table = model.item_table()
-        return (lambda users, item_ids: head(users, item_ids, table),
-                lambda users: head.score_all(users, table))
+        scorer = _TiedScorer(head, model.item_table())
+        return scorer, scorer.score_all
     return head, head.score_all
+
+
+class _TiedScorer:
+    """An ``EmbeddingItemScoringHead`` bound to one item table, called as an ``ItemScoringHead`` is."""
+
+    def __init__(self, head, table):
+        self.head = head
+        self.table = table
+
+    def __call__(self, users, item_ids):
+        return self.head(users, item_ids, self.table)
+
+    def score_all(self, users):
+        return self.head.score_all(users, self.table)
 
 
 def ranking_scores(vectors, score_all, num_item_ids, items, targets, seed=0):
