@@ -163,11 +163,12 @@ class EmbeddingItemScoringHead(keras.layers.Layer):
 
     def _queries(self, user_vectors, item_table):
         """[batch_size, dim] g * u + b, after checking both inputs' widths."""
-        for name, tensor, expected in (("user_vectors", user_vectors, "[batch_size, dim]"),
-                                       ("item_table", item_table, "[num_item_ids, dim]")):
-            shape = check_rank(tensor, 2, name, expected.replace("dim", str(self.dim)))
+        for name, tensor, rows in (("user_vectors", user_vectors, "batch_size"),
+                                   ("item_table", item_table, "num_item_ids")):
+            expected = f"[{rows}, {self.dim}]"
+            shape = check_rank(tensor, 2, name, expected)
             if shape[-1] is not None and shape[-1] != self.dim:
-                raise ValueError(f"`{name}` should have shape {expected.replace('dim', str(self.dim))}. "
+                raise ValueError(f"`{name}` should have shape {expected}. "
                                  f"Received: `{name}.shape` = {shape}.")
         dtype = user_vectors.dtype
         return user_vectors * ops.cast(self.scale, dtype) + ops.cast(self.shift, dtype)
